@@ -1,0 +1,302 @@
+"""Building blocks of POYO: a growable vocabulary embedding, rotary time embeddings
+and the rotary cross/self-attention layers.
+
+Parameter and buffer names follow torch_brain so its state dicts load unchanged.
+Shapes: B batch, N tokens, H heads, Dh head dim, D model dim.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class VocabEmbedding(nn.Module):
+    """Embedding table whose rows are named by a growable vocabulary.
+
+    Row 0 is the reserved padding word ``"NA"`` (zeros, no gradient), as in
+    torch_brain's ``InfiniteVocabEmbedding``. The vocabulary is a plain list kept
+    beside the weight, so checkpoints store it as JSON rather than pickle.
+
+    Parameters
+    ----------
+    embedding_dim : int
+        Width of each embedding row.
+    init_scale : float, default: 0.02
+        Standard deviation of the normal initialisation.
+    """
+
+    PAD = "NA"
+
+    def __init__(self, embedding_dim: int, init_scale: float = 0.02):
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.init_scale = init_scale
+        self.vocab: list[str] = [self.PAD]
+        self._index: dict[str, int] = {self.PAD: 0}
+        self.weight = nn.Parameter(torch.zeros(1, embedding_dim))
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def extend_vocab(self, words, exist_ok: bool = False) -> list[str]:
+        """Append new words with fresh random rows; return the words added."""
+        words = [str(w) for w in words]
+        if len(set(words)) != len(words):
+            raise ValueError("The vocabulary to add contains duplicate words.")
+        known = [w for w in words if w in self._index]
+        if known and not exist_ok:
+            raise ValueError(
+                f"{len(known)} of {len(words)} words are already in the vocabulary "
+                f"(e.g. {known[0]!r}); pass exist_ok=True to skip them."
+            )
+        new = [w for w in words if w not in self._index]
+        if not new:
+            return []
+        rows = torch.empty(len(new), self.embedding_dim, device=self.weight.device)
+        nn.init.normal_(rows, std=self.init_scale)
+        with torch.no_grad():
+            self.weight = nn.Parameter(torch.cat([self.weight.detach(), rows.to(self.weight.dtype)]))
+        for w in new:
+            self._index[w] = len(self.vocab)
+            self.vocab.append(w)
+        return new
+
+    def set_vocab(self, vocab: list[str]) -> None:
+        """Replace the vocabulary (``vocab[0]`` must be ``"NA"``) and resize the weight."""
+        vocab = [str(w) for w in vocab]
+        if not vocab or vocab[0] != self.PAD:
+            raise ValueError(f"A vocabulary must start with the padding word {self.PAD!r}.")
+        if len(set(vocab)) != len(vocab):
+            raise ValueError("The vocabulary contains duplicate words.")
+        self.vocab = vocab
+        self._index = {w: i for i, w in enumerate(vocab)}
+        if self.weight.shape[0] != len(vocab):
+            self.weight = nn.Parameter(torch.zeros(len(vocab), self.embedding_dim, device=self.weight.device))
+
+    def tokenizer(self, words):
+        """Index of one word, or a list of indices for a list of words."""
+        if isinstance(words, str):
+            return self._lookup(words)
+        return [self._lookup(str(w)) for w in words]
+
+    def _lookup(self, word: str) -> int:
+        try:
+            return self._index[word]
+        except KeyError:
+            raise KeyError(
+                f"{word!r} is not in this model's vocabulary of {len(self.vocab) - 1} words; "
+                "adapt the model to new units or sessions with sip.finetune."
+            ) from None
+
+    def forward(self, index: Tensor) -> Tensor:
+        return F.embedding(index, self.weight, padding_idx=0)
+
+    def extra_repr(self) -> str:
+        return f"embedding_dim={self.embedding_dim}, num_embeddings={len(self.vocab)}"
+
+
+def logspace_periods(num: int, t_min: float, t_max: float) -> Tensor:
+    """``num`` periods spaced logarithmically from ``t_min`` to ``t_max`` (inclusive)."""
+    if not 0 < t_min < t_max:
+        raise ValueError(f"Need 0 < t_min < t_max, got t_min={t_min}, t_max={t_max}.")
+    frac = torch.linspace(0.0, 1.0, num, dtype=torch.float32)
+    return torch.exp(torch.lerp(torch.tensor(t_min).log(), torch.tensor(t_max).log(), frac))
+
+
+class RotaryTimeEmbedding(nn.Module):
+    """Rotary embedding of continuous time (RoFormer's RoPE with time for position).
+
+    Channels are rotated in adjacent pairs; only the first ``rotate_dim`` channels of
+    each head turn with time, the rest carry content alone. The embedding is returned
+    as unit phasors ``exp(i * omega * t)``, one per channel pair, so that rotating is a
+    single complex multiplication.
+
+    Parameters
+    ----------
+    head_dim : int
+        Dimension of one attention head, Dh.
+    rotate_dim : int
+        Number of channels to rotate (even, at most ``head_dim``).
+    t_min, t_max : float
+        Shortest and longest period, in seconds.
+    """
+
+    omega: Tensor
+
+    def __init__(self, head_dim: int, rotate_dim: int, t_min: float, t_max: float):
+        super().__init__()
+        if rotate_dim % 2 or rotate_dim > head_dim:
+            raise ValueError("rotate_dim must be even and no larger than head_dim.")
+        omega = torch.zeros(head_dim // 2)
+        omega[: rotate_dim // 2] = 2 * math.pi / logspace_periods(rotate_dim // 2, t_min, t_max)
+        self.register_buffer("omega", omega)
+
+    @torch.no_grad()
+    def forward(self, timestamps: Tensor) -> Tensor:
+        """(...,) seconds -> (..., Dh / 2) complex64 phasors."""
+        angles = timestamps.float()[..., None] * self.omega
+        return torch.polar(torch.ones_like(angles), angles)
+
+
+def apply_rotary(x: Tensor, phasors: Tensor, inverse: bool = False) -> Tensor:
+    """Rotate channel pairs of (B, H, N, Dh) ``x`` by (B, N, Dh / 2) phasors.
+
+    ``inverse`` rotates by the opposite angle. Computed in float32, returned in x's dtype.
+    """
+    turn = phasors.conj() if inverse else phasors
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+    return torch.view_as_real(pairs * turn[:, None]).flatten(-2).to(x.dtype)
+
+
+def rotary_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    q_rotary: Tensor,
+    kv_rotary: Tensor,
+    heads: int,
+    mask: Tensor | None,
+    dropout: float,
+    rotate_value: bool,
+) -> Tensor:
+    """Multi-head attention with rotary time embeddings.
+
+    ``q``: (B, Nq, H Dh), ``k``/``v``: (B, Nk, H Dh), ``mask``: (B, Nk) True where a
+    key is real. With ``rotate_value`` the values carry their time too, and the output
+    is rotated back by the query time, so it encodes relative time. Returns (B, Nq, H Dh).
+    """
+    q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))
+    q = apply_rotary(q, q_rotary)
+    k = apply_rotary(k, kv_rotary)
+    if rotate_value:
+        v = apply_rotary(v, kv_rotary)
+    attn_mask = None if mask is None else mask[:, None, None, :]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+    if rotate_value:
+        out = apply_rotary(out, q_rotary, inverse=True)
+    return out.transpose(1, 2).flatten(-2)
+
+
+class RotaryCrossAttention(nn.Module):
+    """Pre-norm cross-attention from queries onto a context, with rotary time.
+
+    Parameters
+    ----------
+    dim : int
+        Query width D (and context width unless ``context_dim`` is given).
+    context_dim : int or None
+        Context width.
+    heads, dim_head : int
+        Number and width of heads.
+    dropout : float
+        Attention dropout, applied in training only.
+    rotate_value : bool
+        Whether values are rotated too (POYO's encoder does, its decoder does not).
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        context_dim: int | None = None,
+        heads: int = 8,
+        dim_head: int = 64,
+        dropout: float = 0.0,
+        rotate_value: bool = False,
+    ):
+        super().__init__()
+        inner = heads * dim_head
+        context_dim = context_dim or dim
+        self.heads, self.dropout, self.rotate_value = heads, dropout, rotate_value
+        self.norm = nn.LayerNorm(dim)
+        self.norm_context = nn.LayerNorm(context_dim)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_kv = nn.Linear(context_dim, 2 * inner, bias=False)
+        self.to_out = nn.Linear(inner, dim)
+
+    def forward(
+        self,
+        x_query: Tensor,
+        x_context: Tensor,
+        query_pos_emb: Tensor,
+        context_pos_emb: Tensor,
+        context_mask: Tensor | None = None,
+    ) -> Tensor:
+        """(B, Nq, D) queries attend to (B, Nk, Dc) context -> (B, Nq, D)."""
+        q = self.to_q(self.norm(x_query))
+        k, v = self.to_kv(self.norm_context(x_context)).chunk(2, dim=-1)
+        out = rotary_attention(
+            q,
+            k,
+            v,
+            query_pos_emb,
+            context_pos_emb,
+            self.heads,
+            context_mask,
+            self.dropout if self.training else 0.0,
+            self.rotate_value,
+        )
+        return self.to_out(out)
+
+
+class RotarySelfAttention(nn.Module):
+    """Pre-norm self-attention with rotary time; arguments as :class:`RotaryCrossAttention`."""
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        heads: int = 8,
+        dim_head: int = 64,
+        dropout: float = 0.0,
+        rotate_value: bool = False,
+    ):
+        super().__init__()
+        self.heads, self.dropout, self.rotate_value = heads, dropout, rotate_value
+        self.norm = nn.LayerNorm(dim)
+        self.to_qkv = nn.Linear(dim, 3 * heads * dim_head, bias=False)
+        self.to_out = nn.Linear(heads * dim_head, dim)
+
+    def forward(self, x: Tensor, rotary_time_emb: Tensor, x_mask: Tensor | None = None) -> Tensor:
+        """(B, N, D) -> (B, N, D)."""
+        q, k, v = self.to_qkv(self.norm(x)).chunk(3, dim=-1)
+        out = rotary_attention(
+            q,
+            k,
+            v,
+            rotary_time_emb,
+            rotary_time_emb,
+            self.heads,
+            x_mask,
+            self.dropout if self.training else 0.0,
+            self.rotate_value,
+        )
+        return self.to_out(out)
+
+
+class GEGLU(nn.Module):
+    """Gated GELU: split the channels in two, gate one half by GELU of the other."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x, gate = x.chunk(2, dim=-1)
+        return x * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    """Linear -> GEGLU -> dropout -> linear, widening by ``mult`` inside."""
+
+    def __init__(self, dim: int, mult: int = 4, dropout: float = 0.2):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim, dim * mult * 2),
+            GEGLU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim * mult, dim),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
