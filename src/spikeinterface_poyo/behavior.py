@@ -55,9 +55,7 @@ class Behavior:
             self.dimension_names = list("xyz"[:d]) if d <= 3 else [f"dim{i}" for i in range(d)]
         self.dimension_names = [str(n) for n in self.dimension_names]
         if len(self.dimension_names) != values.shape[1]:
-            raise ValueError(
-                f"{len(self.dimension_names)} dimension names for {values.shape[1]} dimensions."
-            )
+            raise ValueError(f"{len(self.dimension_names)} dimension names for {values.shape[1]} dimensions.")
 
     @property
     def num_dimensions(self) -> int:
@@ -207,5 +205,7 @@ def read_nwb_behavior(path: str | Path, name: str) -> Behavior:
             names = sorted({s.name for s in found.values()})
             raise ValueError(f"No behavioural series named {name!r} in {path.name}; it holds {names}.")
         if len(matches) > 1:
-            raise ValueError(f"{len(matches)} series are named {name!r} in {path.name}: {matches}; pass a path instead.")
+            raise ValueError(
+                f"{len(matches)} series are named {name!r} in {path.name}: {matches}; pass a path instead."
+            )
         return behavior_from_timeseries(found[matches[0]])

@@ -104,9 +104,7 @@ def _remove_tree(path: Path) -> None:
 def _read_config(path: Path) -> dict:
     config_path = path / CONFIG_FILE
     if not config_path.exists():
-        raise FileNotFoundError(
-            f"No saved model at {path}: expected {CONFIG_FILE} and {WEIGHTS_FILE} in that folder."
-        )
+        raise FileNotFoundError(f"No saved model at {path}: expected {CONFIG_FILE} and {WEIGHTS_FILE} in that folder.")
     try:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as err:
@@ -136,7 +134,11 @@ def load_state_checked(model: POYO, state: dict[str, torch.Tensor], source: str)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    wrong = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    wrong = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or wrong:
         details = "; ".join(
             part

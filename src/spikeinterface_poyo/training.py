@@ -123,8 +123,10 @@ def _inside(times: np.ndarray, intervals: np.ndarray) -> np.ndarray:
 def sample_window_starts(intervals: np.ndarray, window: float, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` random window starts, each window lying inside one interval, uniform over time."""
     room = intervals[:, 1] - intervals[:, 0] - window
-    which = rng.choice(len(intervals), size=n, p=room / room.sum()) if room.sum() > 0 else rng.integers(
-        len(intervals), size=n
+    which = (
+        rng.choice(len(intervals), size=n, p=room / room.sum())
+        if room.sum() > 0
+        else rng.integers(len(intervals), size=n)
     )
     return intervals[which, 0] + rng.random(n) * np.maximum(room[which], 0)
 
@@ -374,6 +376,7 @@ def train_decoder(
     dims = {b.num_dimensions for b in behaviors if isinstance(b, Behavior)}
     if len(dims) > 1:
         raise ValueError(f"The behaviour series have different numbers of dimensions: {sorted(dims)}.")
+    torch.manual_seed(seed)
     model = POYO.from_preset(preset, dim_out=behaviors[0].num_dimensions, **model_kwargs)
     sessions = [prepare_session(t, b, model.sequence_length, val_fraction) for t, b in zip(segments, behaviors)]
     if len(sessions) > 1:  # one set of statistics for the whole session
@@ -382,7 +385,6 @@ def train_decoder(
         for s in sessions:
             s.mean, s.std, s.targets = mean, std, (s.behavior.values - mean) / std
 
-    torch.manual_seed(seed)
     model.unit_emb.extend_vocab(segments[0].unit_ids)
     model.session_emb.extend_vocab([session_id])
     model.to(torch.device(device) if device is not None else default_device())
@@ -410,7 +412,7 @@ def train_decoder(
             "rate": float(1.0 / dt),
         },
         "normalization": {session_id: {"mean": sessions[0].mean.tolist(), "std": sessions[0].std.tolist()}},
-        "sampling_frequency": float(getattr(getattr(sorting, "sorting", sorting), "sampling_frequency")),
+        "sampling_frequency": float(getattr(sorting, "sorting", sorting).sampling_frequency),
         "training": {
             "package_version": __version__,
             "preset": preset,

@@ -1,0 +1,29 @@
+"""Shared fixtures: real recordings from ../shared/data and small simulated sessions."""
+
+from pathlib import Path
+
+import pytest
+
+import spikeinterface_poyo as sip
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_file(name: str) -> Path:
+    path = DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is not here (CI puts ../shared beside the clone)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def simulated():
+    """A 120 s simulated session: (sorting, behaviour)."""
+    return sip.simulate_session(duration=120.0, num_units=40, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(simulated):
+    """A tiny model trained briefly on the simulated session."""
+    sorting, behavior = simulated
+    return sip.train_decoder(sorting, behavior, preset="tiny", max_epochs=2, max_time_s=20, progress_bar=False)

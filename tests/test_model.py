@@ -1,0 +1,103 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import spikeinterface_poyo as sip
+from spikeinterface_poyo.checkpoint import WEIGHTS_FILE
+from spikeinterface_poyo.model import POYO, PRESETS
+
+
+def test_paper_configurations_have_their_parameter_counts():
+    for preset, millions in [("poyo_1.3M", 1.3), ("poyo_11.8M", 11.8)]:
+        model = POYO.from_preset(preset, dim_out=2)
+        model.unit_emb.extend_vocab([f"u{i}" for i in range(100)])
+        model.session_emb.extend_vocab(["s"])
+        assert model.num_parameters() / 1e6 == pytest.approx(millions, rel=0.06), preset
+
+
+def test_forward_shapes_and_padding_invariance():
+    torch.manual_seed(0)
+    model = POYO.from_preset("tiny", dim_out=3).eval()
+    model.unit_emb.extend_vocab(["a", "b", "c"])
+    model.session_emb.extend_vocab(["s"])
+    latent_index, latent_times = model.latent_tokens(1)
+    base = dict(
+        input_unit_index=torch.tensor([[1, 2, 3]]),
+        input_timestamps=torch.tensor([[0.1, 0.4, 0.9]]),
+        input_token_type=torch.zeros(1, 3, dtype=torch.long),
+        input_mask=torch.ones(1, 3, dtype=torch.bool),
+        latent_index=latent_index,
+        latent_timestamps=latent_times,
+        session_index=torch.tensor([1]),
+        output_timestamps=torch.tensor([[0.2, 0.5]]),
+    )
+    out = model(**base)
+    assert out.shape == (1, 2, 3)
+    padded = dict(base)
+    padded["input_unit_index"] = torch.tensor([[1, 2, 3, 0, 0]])
+    padded["input_timestamps"] = torch.tensor([[0.1, 0.4, 0.9, 0.3, 0.0]])
+    padded["input_token_type"] = torch.zeros(1, 5, dtype=torch.long)
+    padded["input_mask"] = torch.tensor([[True, True, True, False, False]])
+    torch.testing.assert_close(model(**padded), out)
+
+
+def test_rotary_attention_depends_on_relative_time_only():
+    torch.manual_seed(0)
+    model = POYO.from_preset("tiny", dim_out=1).eval()
+    model.unit_emb.extend_vocab(["a", "b"])
+    model.session_emb.extend_vocab(["s"])
+    rot = model.rotary_emb
+    x = torch.randn(1, 1, 4, 16)
+    y = torch.randn(1, 1, 4, 16)
+    from spikeinterface_poyo.nn import apply_rotary
+
+    t = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
+    scores = apply_rotary(x, rot(t)) @ apply_rotary(y, rot(t)).transpose(-1, -2)
+    shifted = apply_rotary(x, rot(t + 0.37)) @ apply_rotary(y, rot(t + 0.37)).transpose(-1, -2)
+    # float32 angles of the fastest (0.1 ms) rotations carry ~1e-3 rounding at these times
+    torch.testing.assert_close(scores, shifted, atol=1e-2, rtol=1e-2)
+    assert not torch.allclose(scores, x @ y.transpose(-1, -2), atol=1e-1)
+
+
+def test_save_load_round_trip_and_tamper_detection(tiny_model, simulated, tmp_path):
+    sorting, behavior = simulated
+    path = sip.save_model(tiny_model, tmp_path / "decoder")
+    loaded = sip.load_model(path, device="cpu")
+    assert loaded.meta == json.loads(json.dumps(tiny_model.meta))
+    assert loaded.unit_emb.vocab == tiny_model.unit_emb.vocab
+    t = behavior.timestamps[:200]
+    a = sip.decode_behavior(sorting, tiny_model, timestamps=t, progress_bar=False)
+    b = sip.decode_behavior(sorting, loaded, timestamps=t, progress_bar=False)
+    np.testing.assert_allclose(a.values, b.values, atol=1e-5)
+
+    weights = path / WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        sip.load_model(path)
+
+
+def test_mismatched_checkpoint_is_refused(tiny_model, tmp_path):
+    path = sip.save_model(tiny_model, tmp_path / "decoder")
+    config = json.loads((path / "config.json").read_text())
+    config["architecture"]["dim_out"] = 5  # claims 5 outputs, weights have 2
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="readout"):
+        sip.load_model(path)
+
+
+def test_future_schema_says_what_to_do(tiny_model, tmp_path):
+    path = sip.save_model(tiny_model, tmp_path / "decoder")
+    config = json.loads((path / "config.json").read_text())
+    config["schema_version"] = 99
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="schema"):
+        sip.load_model(path)
+
+
+def test_presets_are_all_buildable():
+    for name in PRESETS:
+        assert POYO.from_preset(name, dim_out=2).config["dim_out"] == 2

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import spikeinterface.extractors as se
+import torch
+from conftest import shared_file
+
+import spikeinterface_poyo as sip
+
+FAST = dict(preset="tiny", max_epochs=1, max_time_s=None, progress_bar=False)
+
+
+def test_simulated_tuning_is_recovered(simulated):
+    sorting, behavior = simulated
+    train, test = behavior.split(0.7)
+    model = sip.train_decoder(sorting, train, preset="tiny", max_epochs=40, max_time_s=None, progress_bar=False)
+    decoded = sip.decode_behavior(sorting, model, timestamps=test.timestamps, progress_bar=False)
+    assert decoded.values.shape == test.values.shape
+    assert sip.r2_score(test, decoded)["mean"] > 0.5
+    assert model.meta["training"]["best_val_r2"] > 0.3
+
+
+def test_same_seed_same_model(simulated):
+    sorting, behavior = simulated
+    a = sip.train_decoder(sorting, behavior, seed=3, **FAST)
+    b = sip.train_decoder(sorting, behavior, seed=3, **FAST)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(x, y, msg=name)
+
+
+def test_decoding_defaults_to_the_whole_span_at_the_behaviour_rate(simulated, tiny_model):
+    sorting, behavior = simulated
+    decoded = sip.decode_behavior(sorting, tiny_model, progress_bar=False)
+    assert decoded.name == "decoded_velocity"
+    assert len(decoded) == pytest.approx(len(behavior), rel=0.02)
+    assert np.isfinite(decoded.values).all()
+
+
+def test_nan_samples_are_left_out(simulated):
+    sorting, behavior = simulated
+    holed = sip.Behavior(behavior.timestamps, behavior.values.copy(), name="velocity")
+    holed.values[::3] = np.nan
+    model = sip.train_decoder(sorting, holed, **FAST)
+    assert np.isfinite(model.meta["normalization"]["session"]["mean"]).all()
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda b: sip.Behavior(b.timestamps + 10_000, b.values), "does not overlap"),
+        (lambda b: sip.Behavior(b.timestamps, np.full_like(b.values, np.nan)), "no usable samples"),
+        (lambda b: b.time_slice(0, 0.5), "shorter than one"),
+    ],
+)
+def test_bad_behaviour_is_explained(simulated, make, message):
+    sorting, behavior = simulated
+    with pytest.raises(ValueError, match=message):
+        sip.train_decoder(sorting, make(behavior), **FAST)
+
+
+def test_unknown_units_are_explained(simulated, tiny_model):
+    other, _ = sip.simulate_session(duration=20.0, num_units=3, seed=5)
+    with pytest.raises(ValueError, match="unknown to the model"):
+        sip.decode_behavior(other.rename_units(["x", "y", "z"]), tiny_model, progress_bar=False)
+
+
+def test_real_m1_velocity_tiny_preset_quickly():
+    """A weak, quick bound on real data; benchmarks/m1_velocity.py measures the real claim."""
+    path = shared_file("m1_center_out.nwb")
+    sorting = se.read_nwb_sorting(str(path))
+    behavior = sip.read_nwb_behavior(path, "hand_velocity")
+    train, test = behavior.split(0.7)
+    model = sip.train_decoder(sorting, train, preset="tiny", max_epochs=6, max_time_s=None, progress_bar=False)
+    decoded = sip.decode_behavior(sorting, model, timestamps=test.timestamps, progress_bar=False)
+    assert sip.r2_score(test, decoded)["mean"] > 0.2
