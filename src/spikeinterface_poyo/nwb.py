@@ -1,0 +1,764 @@
+"""Write decoded behaviour into NWB files, with the model's provenance, without ever corrupting them.
+
+Decoded series are stored as ``DecodedBehavior`` objects, a TimeSeries subtype defined by the
+``ndx-poyo`` extension (``nwb_spec/``), in the ``behavior`` processing module. The extension is
+loaded when this module is imported and its spec is cached in every file written, so a reader
+without this package can still open the data with plain pynwb.
+
+A write never touches the original file: it goes into a temporary copy next to the file, the
+copy is re-opened and checked, and only then replaces the original with :func:`os.replace`
+(atomic on one file system). On any failure the original is left byte-identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pynwb
+from hdmf.common import DynamicTableRegion
+
+from . import __version__
+from .behavior import Behavior, read_nwb_behavior
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "ndx-poyo"
+SPEC_DIR = Path(__file__).resolve().parent / "nwb_spec"
+NAMESPACE_PATH = SPEC_DIR / f"{NAMESPACE}.namespace.yaml"
+MODULE_NAME = "behavior"
+MODEL_NAME = "POYO"
+# the extra room a write needs besides the copy itself: the new datasets and HDF5 metadata
+_SPACE_MARGIN = 16 * 2**20
+
+
+class NWBFileInUseError(OSError):
+    """The NWB file is open elsewhere (h5py, pynwb, a SpikeInterface extractor) and cannot be replaced."""
+
+
+class NWBWriteError(RuntimeError):
+    """The written copy did not re-open or check out; the original file was left unchanged."""
+
+
+def load_namespace() -> None:
+    """Load the ``ndx-poyo`` namespace into pynwb's type map (once)."""
+    if NAMESPACE not in pynwb.get_type_map().namespace_catalog.namespaces:
+        pynwb.load_namespaces(str(NAMESPACE_PATH))
+
+
+load_namespace()
+DecodedBehavior = pynwb.get_class("DecodedBehavior", NAMESPACE)
+
+
+# ---------------------------------------------------------------------------------------------
+# provenance
+
+
+def model_provenance(model=None, model_path: str | Path | None = None) -> dict:
+    """Provenance attributes of a ``DecodedBehavior`` from a model and/or its saved folder.
+
+    Parameters
+    ----------
+    model : POYO or None
+        A trained model; its ``meta`` gives the preset, training sessions and version.
+    model_path : str or Path or None
+        A folder written by :func:`save_model`; gives the sha256 of the weights (and the
+        ``meta`` when ``model`` is None).
+
+    Returns
+    -------
+    dict
+        ``model_name``, ``model_version``, ``preset``, ``training_sessions``, ``decoded_variable``,
+        ``dimension_names`` and ``model_sha256`` (the last only with ``model_path``); unknown
+        fields are left out.
+    """
+    from .checkpoint import CONFIG_FILE, model_sha256
+
+    if model is None and model_path is None:
+        raise ValueError("Pass model= or model_path= so the decoded series records which model produced it.")
+    meta, saved_version = {}, None
+    if model_path is not None:
+        model_path = Path(model_path)
+        config_path = model_path / CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(f"No saved model at {model_path}: {CONFIG_FILE} is missing.")
+        config = json.loads(config_path.read_text())
+        meta, saved_version = config.get("meta", {}), config.get("package_version")
+    if model is not None:
+        meta = getattr(model, "meta", None) or meta
+    training = meta.get("training", {})
+    behavior = meta.get("behavior", {})
+    provenance = {
+        "model_name": type(model).__name__ if model is not None else MODEL_NAME,
+        "model_version": str(training.get("package_version") or saved_version or __version__),
+        "preset": training.get("preset"),
+        "training_sessions": [str(s) for s in training.get("sessions", [])] or None,
+        "decoded_variable": behavior.get("name"),
+        "dimension_names": behavior.get("dimension_names"),
+    }
+    if model_path is not None:
+        provenance["model_sha256"] = model_sha256(model_path)
+    return {k: v for k, v in provenance.items() if v not in (None, "", [])}
+
+
+def _metrics_json(metrics) -> str | None:
+    """Metrics as a JSON object; numpy scalars and arrays become plain numbers and lists."""
+    if metrics is None:
+        return None
+    if not isinstance(metrics, dict):
+        raise TypeError(f"metrics must be a dict (such as sip.r2_score's result), got {type(metrics).__name__}.")
+
+    def plain(x):
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+        if isinstance(x, np.generic):
+            return x.item()
+        raise TypeError(f"metrics value {x!r} cannot be stored as JSON.")
+
+    return json.dumps(metrics, default=plain)
+
+
+# ---------------------------------------------------------------------------------------------
+# checks on the target before anything is written
+
+
+def _is_writable(path: Path) -> bool:
+    """Write permission, by the mode bits as well as access(): root passes access() on read-only files."""
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _check_target(source: Path, target: Path) -> None:
+    """Clear errors for a missing source, a read-only target or folder, and a lack of disk space."""
+    if not source.is_file():
+        raise FileNotFoundError(f"No NWB file at {source}.")
+    if target == source and not _is_writable(source):
+        raise PermissionError(
+            f"{source} is read-only; nothing was written. Make it writable (chmod u+w) or write into a copy "
+            "(output_path=..., or --output on the command line)."
+        )
+    if target != source and target.exists():
+        raise FileExistsError(f"{target} exists already; choose another output path or write into it in place.")
+    folder = target.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"The folder {folder} does not exist.")
+    if not _is_writable(folder):
+        raise PermissionError(
+            f"The folder {folder} is read-only; nothing was written. The file is replaced atomically through a "
+            "temporary copy next to it, so its folder must be writable."
+        )
+    needed = source.stat().st_size + _SPACE_MARGIN
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(
+            errno.ENOSPC,
+            f"Not enough disk space in {folder}: the write needs about {needed / 2**20:.0f} MiB "
+            f"(a temporary copy of the file) and {free / 2**20:.0f} MiB are free; nothing was written.",
+        )
+
+
+def _in_use_message(path: Path) -> str:
+    return (
+        f"{path} is open elsewhere (an h5py.File, a pynwb NWBHDF5IO, or a sorting from read_nwb_sorting, in this "
+        "or another process), so it cannot be safely replaced; nothing was written. Close it first "
+        "(io.close(), f.close(), or `del sorting`), or write into a copy with output_path=."
+    )
+
+
+@contextlib.contextmanager
+def _locked(path: Path, exclusive: bool):
+    """Hold an flock on ``path`` (the lock HDF5 itself takes) or raise :class:`NWBFileInUseError`.
+
+    HDF5 readers hold a shared lock and writers an exclusive one, on every open of the file in
+    any process, so a refused non-blocking lock means the file is open somewhere.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): ask HDF5 itself, which refuses if the file is open
+        _probe_with_hdf5(path, exclusive)
+        yield
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NWBFileInUseError(_in_use_message(path)) from None
+        except OSError as err:  # file systems without locks: go on unlocked
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _probe_with_hdf5(path: Path, exclusive: bool) -> None:
+    try:
+        h5py.File(path, "r+" if exclusive else "r").close()
+    except OSError as err:
+        if "lock" in str(err) or "already open" in str(err):
+            raise NWBFileInUseError(_in_use_message(path)) from None
+        raise
+
+
+@dataclass
+class _FileSummary:
+    """What the writer needs to know about the original, read once before it is locked."""
+
+    paths: set[str] = field(default_factory=set)
+    existing_type: str | None = None
+    unit_ids: list[str] | None = None
+
+
+def _summarize(path: Path, name: str) -> _FileSummary:
+    """Every object path, the type of ``behavior/<name>`` if any, and the units' ids."""
+    summary = _FileSummary()
+    try:
+        with h5py.File(path, "r") as f:
+            f.visit(summary.paths.add)
+            existing = f.get(f"processing/{MODULE_NAME}/{name}")
+            if existing is not None:
+                summary.existing_type = _decode(existing.attrs.get("neurodata_type", "unknown"))
+            if "units" in f:
+                summary.unit_ids = _unit_ids_h5(f["units"])
+    except OSError as err:
+        if "lock" in str(err) or "already open" in str(err):
+            raise NWBFileInUseError(_in_use_message(path)) from None
+        raise OSError(f"{path} cannot be read as an HDF5 NWB file: {err}") from None
+    return summary
+
+
+def _decode(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _unit_ids_h5(units: h5py.Group) -> list[str]:
+    """The ids SpikeInterface gives the units: the ``unit_name`` column when present, else ``id``."""
+    column = units["unit_name"] if "unit_name" in units else units["id"]
+    return [_decode(v) for v in column[:]]
+
+
+def _model_unit_ids(model) -> list[str]:
+    """Unit ids (without the session prefix) in the vocabulary of the model's training sessions."""
+    if model is None or not hasattr(model, "unit_emb"):
+        return []
+    sessions = [str(s) for s in model.meta.get("training", {}).get("sessions", [])]
+    ids = []
+    for word in model.unit_emb.vocab[1:]:
+        for session in sessions:
+            if word.startswith(f"{session}/"):
+                ids.append(word[len(session) + 1 :])
+    return ids
+
+
+def _unit_rows(file_ids: list[str] | None, unit_ids, model) -> list[int] | None:
+    """Rows of the units table for ``unit_ids`` (or the model's units); None when there is nothing to link."""
+    if unit_ids is None:
+        wanted = _model_unit_ids(model)
+        if not file_ids or not wanted:
+            return None
+        index = {u: i for i, u in enumerate(file_ids)}
+        rows = [index[u] for u in wanted if u in index]
+        if not rows:
+            logger.warning("None of the model's units are in the file's units table; no units link is written.")
+            return None
+        return sorted(rows)
+    if file_ids is None:
+        raise ValueError("unit_ids were given but the file has no units table to link them to.")
+    index = {u: i for i, u in enumerate(file_ids)}
+    wanted = [str(u) for u in unit_ids]
+    missing = [u for u in wanted if u not in index]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} of the {len(wanted)} unit_ids are not in the file's units table (e.g. {missing[0]!r}); "
+            f"it holds {len(file_ids)} units such as {file_ids[:3]}."
+        )
+    return sorted(index[u] for u in wanted)
+
+
+# ---------------------------------------------------------------------------------------------
+# building and appending the DecodedBehavior
+
+
+def _time_kwargs(timestamps: np.ndarray) -> dict:
+    """``starting_time`` + ``rate`` for regularly sampled series (NWB best practice), else ``timestamps``.
+
+    "Regular" is nwbinspector's test: all sampling intervals equal to 9 decimals.
+    """
+    if len(timestamps) > 2:
+        steps = np.unique(np.diff(timestamps).round(9))
+        if len(steps) == 1 and steps[0] > 0:
+            rate = (len(timestamps) - 1) / (timestamps[-1] - timestamps[0])
+            return {"starting_time": float(timestamps[0]), "rate": float(rate)}
+    return {"timestamps": timestamps}
+
+
+def _build(
+    predictions: Behavior,
+    name: str,
+    provenance: dict,
+    metrics: str | None,
+    rows: list[int] | None,
+    units_table,
+):
+    """The DecodedBehavior object for ``predictions``."""
+    from hdmf.backends.hdf5 import H5DataIO
+
+    variable = provenance.get("decoded_variable", predictions.name)
+    description = (
+        f"{variable} decoded from spiking activity by the {provenance['model_name']} model"
+        + (f" (preset {provenance['preset']!r})" if "preset" in provenance else "")
+        + f", written by spikeinterface-poyo {__version__}."
+        + (" Samples the decoder could not cover are NaN." if not predictions.valid.all() else "")
+    )
+    fields = {k: v for k, v in provenance.items() if k != "dimension_names"}
+    if rows is not None:
+        fields["units"] = DynamicTableRegion(
+            name="units", data=rows, description="Rows of the units table that fed the decoder.", table=units_table
+        )
+    if metrics is not None:
+        fields["metrics"] = metrics
+    return DecodedBehavior(
+        name=name,
+        data=H5DataIO(predictions.values, compression="gzip"),
+        unit=predictions.unit or "unknown",
+        description=description,
+        dimension_names=list(predictions.dimension_names),
+        **_time_kwargs(predictions.timestamps),
+        **fields,
+    )
+
+
+def _remove_object(path: Path, name: str) -> None:
+    """Delete ``processing/behavior/<name>`` from the (temporary) copy before it is written again."""
+    with h5py.File(path, "r+") as f:
+        del f[f"processing/{MODULE_NAME}/{name}"]
+
+
+def _append(path: Path, predictions: Behavior, name: str, provenance: dict, metrics, rows) -> None:
+    """Add the DecodedBehavior to the file at ``path`` (the temporary copy) in pynwb's append mode."""
+    with pynwb.NWBHDF5IO(str(path), "a") as io:
+        nwbfile = io.read()
+        series = _build(predictions, name, provenance, metrics, rows, nwbfile.units)
+        if MODULE_NAME not in nwbfile.processing:
+            nwbfile.create_processing_module(MODULE_NAME, "Processed behavioural data.")
+        nwbfile.processing[MODULE_NAME].add(series)
+        io.write(nwbfile)
+
+
+def _verify(path: Path, predictions: Behavior, name: str, before: _FileSummary, replaced: bool) -> None:
+    """Re-open the written copy and check it: schema of the new object, its values, nothing lost."""
+    with h5py.File(path, "r") as f:
+        after: set[str] = set()
+        f.visit(after.add)
+    prefix = f"processing/{MODULE_NAME}/{name}"
+    lost = {p for p in before.paths - after if not (replaced and (p == prefix or p.startswith(prefix + "/")))}
+    if lost:
+        raise NWBWriteError(f"The written copy lacks {len(lost)} objects of the original (e.g. {sorted(lost)[0]}).")
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        series = io.read().processing[MODULE_NAME][name]
+        if not np.array_equal(np.asarray(series.data[:]), predictions.values, equal_nan=True):
+            raise NWBWriteError(f"{name} reads back different values than were written.")
+        if not np.allclose(_timestamps(series), predictions.timestamps, rtol=0, atol=1e-9):
+            raise NWBWriteError(f"{name} reads back different timestamps than were written.")
+    errors = _schema_errors(path, name)
+    if errors:
+        raise NWBWriteError(f"{name} does not match the {NAMESPACE} schema: {'; '.join(map(str, errors[:3]))}")
+
+
+def _schema_errors(path: Path, name: str) -> list:
+    """Validate the new object against the spec cached in the file, as a reader without this package sees it.
+
+    Only our object is validated: problems the file had before are not ours to block on.
+    """
+    from hdmf.build import BuildManager
+    from hdmf.validate import ValidatorMap
+
+    type_map = _cached_type_map(path)
+    with pynwb.NWBHDF5IO(str(path), "r", manager=BuildManager(type_map), load_namespaces=False) as io:
+        builder = io.read_builder()["processing"][MODULE_NAME][name]
+        return ValidatorMap(type_map.namespace_catalog.get_namespace(NAMESPACE)).validate(builder)  # file still open
+
+
+_TYPE_MAPS: dict[str, object] = {}
+
+
+def _cached_type_map(path: Path):
+    """The type map built from the file's cached specs, memoised by their content (building it takes ~1 s)."""
+    from pynwb.validation import get_cached_namespaces_to_validate
+
+    digest = hashlib.sha256()
+    with h5py.File(path, "r") as f:
+        f["specifications"].visititems(lambda key, obj: digest.update(key.encode() + _spec_bytes(obj)))
+    key = digest.hexdigest()
+    if key not in _TYPE_MAPS:
+        _, manager, _ = get_cached_namespaces_to_validate(path=str(path))
+        _TYPE_MAPS[key] = manager.type_map
+    return _TYPE_MAPS[key]
+
+
+def _spec_bytes(obj) -> bytes:
+    if not isinstance(obj, h5py.Dataset):
+        return b""
+    value = obj[()]
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _timestamps(series) -> np.ndarray:
+    if series.timestamps is not None:
+        return np.asarray(series.timestamps[:], dtype=np.float64)
+    n = series.data.shape[0]
+    return (series.starting_time or 0.0) + np.arange(n) / float(series.rate)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy the bytes and the permission bits (the replaced file keeps its mode)."""
+    try:
+        shutil.copyfile(source, target)
+        shutil.copymode(source, target)
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            message = f"The disk filled up while copying {source.name}; nothing was written."
+            raise OSError(errno.ENOSPC, message) from None
+        raise
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    return getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err)
+
+
+def _default_name(predictions: Behavior) -> str:
+    return predictions.name if predictions.name.startswith("decoded_") else f"decoded_{predictions.name}"
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or ":" in name:
+        raise ValueError(f"{name!r} is not a valid NWB object name (non-empty, without '/' or ':').")
+
+
+def write_predictions_to_nwb(
+    nwb_path: str | Path,
+    predictions: Behavior,
+    model=None,
+    name: str | None = None,
+    overwrite: bool = False,
+    metrics: dict | None = None,
+    model_path: str | Path | None = None,
+    unit_ids=None,
+    output_path: str | Path | None = None,
+) -> Path:
+    """Store decoded behaviour, with the model's provenance, in an NWB file.
+
+    The predictions become a ``DecodedBehavior`` (``ndx-poyo`` extension) in the ``behavior``
+    processing module, created if missing. The write goes into a temporary copy next to the
+    file, which is re-opened and checked before it atomically replaces the original; on any
+    error the original is left byte-identical and the copy is removed.
+
+    Parameters
+    ----------
+    nwb_path : str or Path
+        The NWB (HDF5) file.
+    predictions : Behavior
+        The decoded series, for example from :func:`decode_behavior`.
+    model : POYO or None
+        The model that decoded it; ``model.meta`` gives the preset, training sessions and
+        version. Optional when ``model_path`` is given.
+    name : str or None
+        Name of the new object; ``decoded_<behaviour name>`` by default.
+    overwrite : bool, default: False
+        Replace a ``DecodedBehavior`` of the same name. Other objects are never replaced.
+    metrics : dict or None
+        Evaluation metrics (such as :func:`r2_score`'s result), stored as JSON.
+    model_path : str or Path or None
+        The saved model folder; its weights' sha256 identifies the model.
+    unit_ids : list or None
+        Units that fed the decoder, as SpikeInterface ids (``unit_name`` column, else ``id``).
+        By default the model's units found in the file's units table.
+    output_path : str or Path or None
+        Write into a new file here (a copy of ``nwb_path`` plus the predictions) and leave
+        ``nwb_path`` as it is.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        The name exists (and ``overwrite`` is False or the object is not a DecodedBehavior).
+    NWBFileInUseError
+        The file is open elsewhere (it would be replaced under a reader's feet).
+    PermissionError
+        The file or its folder is read-only.
+    OSError
+        The disk is full (``errno.ENOSPC``).
+    """
+    if not isinstance(predictions, Behavior):
+        raise TypeError(f"predictions must be a sip.Behavior, got {type(predictions).__name__}.")
+    if len(predictions) == 0:
+        raise ValueError("predictions hold no samples; there is nothing to write.")
+    source = Path(nwb_path).resolve()  # a symlink's target is what gets updated, not the link
+    target = Path(output_path).absolute() if output_path is not None else source
+    name = name or _default_name(predictions)
+    _check_name(name)
+    provenance = model_provenance(model, model_path)
+    expected = provenance.get("dimension_names")
+    if expected and len(expected) != predictions.num_dimensions:
+        raise ValueError(
+            f"The model decodes {len(expected)} dimensions {expected}, "
+            f"the predictions have {predictions.num_dimensions}."
+        )
+    metrics_json = _metrics_json(metrics)
+    _check_target(source, target)
+    in_place = target == source
+    with _locked(source, exclusive=in_place):
+        pass  # fail early and clearly when the file is open elsewhere
+    before = _summarize(source, name)
+    replaced = _check_existing(before, name, overwrite, source)
+    rows = _unit_rows(before.unit_ids, unit_ids, model)
+    with _locked(source, exclusive=in_place):
+        stamp = source.stat()
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            _copy(source, tmp)
+            if replaced:
+                _remove_object(tmp, name)
+            _append(tmp, predictions, name, provenance, metrics_json, rows)
+            _verify(tmp, predictions, name, before, replaced)
+            _fsync(tmp)
+            now = source.stat()
+            if (now.st_size, now.st_mtime_ns) != (stamp.st_size, stamp.st_mtime_ns):
+                raise NWBWriteError(f"{source} was modified by someone else during the write; nothing was written.")
+            os.replace(tmp, target)
+        except Exception as err:
+            tmp.unlink(missing_ok=True)
+            if _is_disk_full(err) and not isinstance(err, NWBWriteError):
+                message = f"The disk filled up while writing {target.name}; it is unchanged."
+                raise OSError(errno.ENOSPC, message) from err
+            raise
+        except BaseException:  # KeyboardInterrupt: still never leave the copy behind
+            tmp.unlink(missing_ok=True)
+            raise
+    _fsync_folder(target.parent)
+    return target
+
+
+def _check_existing(summary: _FileSummary, name: str, overwrite: bool, path: Path) -> bool:
+    """True when an existing DecodedBehavior of that name is to be replaced; raise when it may not be."""
+    if summary.existing_type is None:
+        return False
+    if not overwrite:
+        raise ValueError(
+            f"{path.name} already holds processing/{MODULE_NAME}/{name}; pass overwrite=True (--overwrite) to "
+            "replace it, or choose another name."
+        )
+    if summary.existing_type != "DecodedBehavior":
+        raise ValueError(
+            f"processing/{MODULE_NAME}/{name} in {path.name} is a {summary.existing_type}, not a DecodedBehavior; "
+            "only decoded series are ever replaced. Choose another name."
+        )
+    return True
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def _find_decoded(nwbfile, name: str | None, path: Path):
+    found = {
+        obj.name: obj
+        for module in nwbfile.processing.values()
+        for obj in module.data_interfaces.values()
+        if obj.neurodata_type == "DecodedBehavior"
+    }
+    if name is None:
+        if len(found) != 1:
+            raise ValueError(f"{path.name} holds {len(found)} decoded series {sorted(found)}; pass name=.")
+        return next(iter(found.values()))
+    if name not in found:
+        raise ValueError(f"No decoded series named {name!r} in {path.name}; it holds {sorted(found)}.")
+    return found[name]
+
+
+def _as_list(value) -> list[str] | None:
+    return None if value is None else [_decode(v) for v in np.atleast_1d(value)]
+
+
+def _metadata(series) -> dict:
+    units = series.units
+    unit_ids = None
+    if units is not None:
+        rows = np.asarray(units.data[:], dtype=np.int64)
+        table = units.table
+        column = table["unit_name"].data if "unit_name" in table.colnames else table.id.data
+        ids = np.asarray(column[:])
+        unit_ids = [_decode(ids[r]) for r in rows]
+    return {
+        "model_name": series.model_name,
+        "model_version": series.model_version,
+        "model_sha256": series.model_sha256,
+        "preset": series.preset,
+        "training_sessions": _as_list(series.training_sessions),
+        "decoded_variable": series.decoded_variable,
+        "metrics": json.loads(series.metrics) if series.metrics else None,
+        "unit_ids": unit_ids,
+        "description": series.description,
+    }
+
+
+def read_predictions_from_nwb(nwb_path: str | Path, name: str | None = None, return_metadata: bool = False):
+    """Read a decoded series written by :func:`write_predictions_to_nwb`.
+
+    Parameters
+    ----------
+    nwb_path : str or Path
+        The NWB file.
+    name : str or None
+        Name of the ``DecodedBehavior``; may be omitted when the file holds exactly one.
+    return_metadata : bool, default: False
+        Also return the provenance.
+
+    Returns
+    -------
+    Behavior
+        The decoded series (timestamps rebuilt from ``starting_time`` and ``rate`` when stored so).
+    dict
+        Only with ``return_metadata``: ``model_name``, ``model_version``, ``model_sha256``,
+        ``preset``, ``training_sessions``, ``decoded_variable``, ``metrics`` (dict), ``unit_ids``
+        (the linked units' ids) and ``description``; unknown ones are None.
+    """
+    path = Path(nwb_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No NWB file at {path}.")
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        series = _find_decoded(io.read(), name, path)
+        behavior = Behavior(
+            _timestamps(series),
+            np.asarray(series.data[:], dtype=np.float64),
+            name=series.name,
+            unit=str(series.unit),
+            dimension_names=_as_list(series.dimension_names),
+        )
+        if return_metadata:
+            return behavior, _metadata(series)
+    return behavior
+
+
+# ---------------------------------------------------------------------------------------------
+# loading a session
+
+
+def _time_base(path: Path, sampling_frequency: float | None, t_start: float | None) -> tuple:
+    """Fill in what read_nwb_sorting cannot infer from files without ``units.resolution``.
+
+    Decoding uses spike times in seconds, which the sorting keeps whatever the frame grid, so
+    ``t_start`` may be 0 next to an ElectricalSeries and any fine rate will do as the grid.
+    """
+    rates: list[float] = []
+
+    def visit(_name, obj):
+        if isinstance(obj, h5py.Group) and _decode(obj.attrs.get("neurodata_type", "")) == "ElectricalSeries":
+            rates.append(float(obj["starting_time"].attrs["rate"]) if "starting_time" in obj else np.nan)
+
+    with h5py.File(path, "r") as f:
+        if "units" not in f:
+            raise ValueError(f"{path.name} has no units table; spike-sort the recording and add the units first.")
+        spike_times = f["units"].get("spike_times")  # Units.resolution is stored on this dataset
+        resolution = float(spike_times.attrs.get("resolution", -1.0)) if spike_times is not None else -1.0
+        f.visititems(visit)
+    if t_start is None and rates:
+        t_start = 0.0
+    if sampling_frequency is None and not resolution > 0:
+        known = [r for r in rates if np.isfinite(r)]
+        sampling_frequency = known[0] if known else 30000.0
+        logger.info("units.resolution is not set; spike times are placed on a %g Hz grid.", sampling_frequency)
+    return sampling_frequency, t_start
+
+
+def load_nwb_session(
+    path: str | Path,
+    behavior: str | None = None,
+    *,
+    sampling_frequency: float | None = None,
+    t_start: float | None = None,
+):
+    """Read the sorting and one behavioural series of an NWB file in one call.
+
+    The sorting is read with ``spikeinterface.extractors.read_nwb_sorting`` and copied into
+    memory, so the file is closed again on return and predictions can be written into it.
+
+    Parameters
+    ----------
+    path : str or Path
+        The NWB file: a ``units`` table (as written by ``nwbfile.add_unit``, neuroconv or
+        SpikeInterface) and behaviour anywhere :func:`read_nwb_behavior` looks.
+    behavior : str
+        Name or path of the behavioural series, for example ``"hand_velocity"``.
+    sampling_frequency : float or None
+        Frame rate of the sorting; by default ``1 / units.resolution``, else the rate of an
+        ElectricalSeries in the file, else 30 kHz.
+    t_start : float or None
+        Passed to ``read_nwb_sorting``; 0 when the file has an ElectricalSeries.
+
+    Returns
+    -------
+    sorting : NumpySorting
+        The units, with their table columns as properties.
+    behavior : Behavior
+        The behavioural series.
+    """
+    from .behavior import list_nwb_behaviors
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No NWB file at {path}.")
+    if behavior is None:
+        raise ValueError(f"Pass behavior= with one of the series in {path.name}: {sorted(list_nwb_behaviors(path))}.")
+    target = read_nwb_behavior(path, behavior)
+    return _read_sorting(path, sampling_frequency, t_start), target
+
+
+def _read_sorting(path: Path, sampling_frequency: float | None = None, t_start: float | None = None):
+    """``read_nwb_sorting`` copied into a NumpySorting, with the file closed again."""
+    import gc
+
+    from spikeinterface.core import NumpySorting
+    from spikeinterface.extractors import read_nwb_sorting
+
+    sampling_frequency, t_start = _time_base(path, sampling_frequency, t_start)
+    extractor = read_nwb_sorting(str(path), sampling_frequency=sampling_frequency, t_start=t_start)
+    sorting = NumpySorting.from_sorting(extractor, with_metadata=True, copy_spike_vector=True)
+    del extractor
+    gc.collect()  # the extractor closes its HDF5 handle when collected, and holds a lock until then
+    return sorting
