@@ -274,13 +274,12 @@ def fit(
         if not np.isfinite(val) or val > best["r2"]:
             best = {"r2": val, "state": copy.deepcopy(model.state_dict()), "epoch": epoch + 1}
         elapsed = time.perf_counter() - t0
-        if epoch == 0 and max_time_s is not None:
-            # fit the one-cycle schedule into the time budget so the learning rate anneals before the end
-            fitting = max(1, int(max_time_s / elapsed))
-            if fitting < max_epochs:
-                max_epochs_fit = fitting
-                schedule["total"] = max_epochs_fit * steps_per_epoch
-                bar.total = schedule["total"]
+        if max_time_s is not None:
+            # re-fit the one-cycle schedule to the budget at the average pace so far, so the
+            # learning rate anneals before time runs out (and a slow first epoch costs little)
+            fitting = epoch + 1 + int((max_time_s - elapsed) / (elapsed / (epoch + 1)))
+            schedule["total"] = min(max_epochs, max(epoch + 1, fitting)) * steps_per_epoch
+            bar.total = schedule["total"]
         if step >= schedule["total"]:
             break
         if np.isfinite(val) and epoch + 1 - best["epoch"] >= patience:
@@ -343,7 +342,7 @@ def train_decoder(
         Length of the one-cycle schedule in epochs (an epoch shows each second of training
         data about twice).
     max_time_s : float or None, default: 600
-        Wall-clock budget; the schedule is shrunk after the first epoch to fit it.
+        Wall-clock budget; after each epoch the schedule is re-fitted to end within it.
     batch_size, lr, weight_decay : training hyper-parameters.
     optimizer : {"adamw", "lamb"}
         Optimiser.
