@@ -13,20 +13,24 @@ __version__ = "0.1.0"
 from . import _spikeinterface  # noqa: F401  (exposes si.decode_behavior)
 from .analyzer_extension import ComputePoyoDecoding, compute_poyo_decoding
 from .behavior import Behavior, list_nwb_behaviors, read_nwb_behavior
-from .checkpoint import load_model, load_torch_brain_checkpoint, save_model
+from .checkpoint import available_models, load_model, load_torch_brain_checkpoint, save_model
 from .decoding import decode_behavior
+from .finetuning import finetune
 from .metrics import r2_score
 from .model import POYO, PRESETS
 from .nwb import load_nwb_session, read_predictions_from_nwb, write_predictions_to_nwb
 from .simulation import simulate_recording, simulate_session
 from .threshold import threshold_crossings
 from .tokens import SpikeTokens, sorting_to_tokens
-from .training import train_decoder
+from .training import pretrain, train_decoder
 
 __all__ = [
     "Behavior",
     "ComputePoyoDecoding",
     "POYO",
+    "available_models",
+    "finetune",
+    "pretrain",
     "PRESETS",
     "SpikeTokens",
     "compute_poyo_decoding",

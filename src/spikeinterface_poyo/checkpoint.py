@@ -26,6 +26,27 @@ FORMAT = "spikeinterface-poyo"
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: Models shipped inside the package, loadable by name with :func:`load_model`.
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+def available_models() -> list[str]:
+    """Names of the pretrained models shipped with the package."""
+    if not PRETRAINED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / CONFIG_FILE).exists())
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """A saved model folder, or the folder of a shipped model of that name."""
+    path = Path(name_or_path)
+    if (path / CONFIG_FILE).exists() or path.exists():
+        return path
+    if str(name_or_path) in available_models():
+        return PRETRAINED_DIR / str(name_or_path)
+    raise FileNotFoundError(
+        f"No saved model at {path}, and no shipped model of that name (shipped: {available_models() or 'none'})."
+    )
 
 
 def file_sha256(path: str | Path) -> str:
@@ -154,12 +175,12 @@ def load_state_checked(model: POYO, state: dict[str, torch.Tensor], source: str)
 
 
 def load_model(path: str | Path, device=None) -> POYO:
-    """Load a model saved with :func:`save_model`.
+    """Load a model saved with :func:`save_model`, or a shipped model by name.
 
     Parameters
     ----------
     path : str or Path
-        The model folder.
+        The model folder, or the name of a model in :func:`available_models`.
     device : str or torch.device or None
         Where to put the model; defaults to CUDA when available, else CPU.
 
@@ -170,7 +191,7 @@ def load_model(path: str | Path, device=None) -> POYO:
     """
     from .training import default_device
 
-    path = Path(path)
+    path = resolve_model_path(path)
     config = _read_config(path)
     weights = path / WEIGHTS_FILE
     if not weights.exists():

@@ -100,12 +100,17 @@ def predict_tokens(
     return total
 
 
-def _model_session(model: POYO, session_id: str | None) -> str:
+def _model_session(model: POYO, sorting, session_id: str | None) -> str:
+    """The session to decode as: given, the model's only one, or the one whose units match."""
     sessions = model.session_emb.vocab[1:]
     if session_id is not None:
         return session_id
     if len(sessions) == 1:
         return sessions[0]
+    unit_ids = getattr(sorting, "sorting", sorting).unit_ids
+    matching = [s for s in sessions if all(f"{s}/{u}" in model.unit_emb._index for u in unit_ids)]
+    if len(matching) == 1:
+        return matching[0]
     raise ValueError(f"This model knows {len(sessions)} sessions {sessions}; pass session_id= to pick one.")
 
 
@@ -157,7 +162,7 @@ def decode_behavior(
         The decoded series, in the behaviour's own units; one per segment for a
         multi-segment sorting.
     """
-    session_id = _model_session(model, session_id)
+    session_id = _model_session(model, sorting, session_id)
     segments = sorting_to_tokens(sorting, session_id=session_id)
     info = model.meta.get("behavior", {})
     stats = model.meta.get("normalization", {}).get(session_id)

@@ -302,6 +302,151 @@ def fit(
     }
 
 
+def session_data(sorting, behavior, session_id: str, window: float, val_fraction: float = 0.1) -> list[SessionData]:
+    """Pair each segment of a sorting with its behaviour, checked and split in time.
+
+    ``behavior`` is one :class:`Behavior`, or a list with one per segment; statistics
+    for standardising the targets are shared by all segments of the session.
+    """
+    segments = sorting_to_tokens(sorting, session_id=session_id)
+    behaviors = list(behavior) if isinstance(behavior, (list, tuple)) else [behavior]
+    if len(behaviors) != len(segments):
+        raise ValueError(
+            f"Session {session_id!r}: the sorting has {len(segments)} segments but {len(behaviors)} behaviour "
+            "series were given; pass one Behavior per segment."
+        )
+    sessions = [prepare_session(t, b, window, val_fraction) for t, b in zip(segments, behaviors)]
+    if len(sessions) > 1:
+        values = np.concatenate([s.behavior.values[s.behavior.valid] for s in sessions])
+        mean, std = values.mean(axis=0), np.where(values.std(axis=0) > 0, values.std(axis=0), 1.0)
+        for s in sessions:
+            s.mean, s.std, s.targets = mean, std, (s.behavior.values - mean) / std
+    return sessions
+
+
+def describe_behavior(behavior: Behavior) -> dict:
+    """JSON description of the readout: name, unit, dimension names and sampling rate."""
+    dt = float(np.median(np.diff(behavior.timestamps))) if len(behavior) > 1 else 0.01
+    return {
+        "name": behavior.name,
+        "unit": behavior.unit,
+        "dimension_names": behavior.dimension_names,
+        "rate": 1.0 / dt,
+    }
+
+
+def _first_behavior(behavior) -> Behavior:
+    return behavior[0] if isinstance(behavior, (list, tuple)) else behavior
+
+
+def _unpack_session(item) -> tuple:
+    if isinstance(item, dict):
+        return item["sorting"], item["behavior"], item["session_id"]
+    sorting, behavior, session_id = item
+    return sorting, behavior, session_id
+
+
+def pretrain(
+    sessions,
+    preset: str = "small",
+    *,
+    seed: int = 0,
+    max_epochs: int = 60,
+    max_time_s: float | None = 600.0,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    optimizer: str = "adamw",
+    unit_dropout: float = 0.3,
+    val_fraction: float = 0.1,
+    patience: int = 15,
+    device=None,
+    progress_bar: bool = True,
+    **model_kwargs,
+) -> POYO:
+    """Train one POYO model across several sessions (and animals).
+
+    Every session gets its own session embedding and its own target statistics
+    (stored in ``model.meta["normalization"]``); unit ids are namespaced by session,
+    so units of different sessions never share an embedding. Batches are drawn from
+    the sessions in proportion to their training time.
+
+    Parameters
+    ----------
+    sessions : list
+        ``(sorting, behavior, session_id)`` tuples, or dicts with those keys. Every
+        behaviour must have the same number of dimensions (one shared readout).
+    preset, seed, max_epochs, max_time_s, batch_size, lr, weight_decay, optimizer, unit_dropout, \
+val_fraction, patience, device, progress_bar, **model_kwargs
+        As in :func:`train_decoder`.
+
+    Returns
+    -------
+    POYO
+        The trained model.
+    """
+    items = [_unpack_session(item) for item in sessions]
+    if not items:
+        raise ValueError("pretrain needs at least one (sorting, behavior, session_id) session.")
+    ids = [session_id for _, _, session_id in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"Session ids must be unique, got {ids}.")
+    dims = {_first_behavior(b).num_dimensions for _, b, _ in items}
+    if len(dims) > 1:
+        raise ValueError(f"All sessions must decode the same number of dimensions, got {sorted(dims)}.")
+
+    torch.manual_seed(seed)
+    model = POYO.from_preset(preset, dim_out=dims.pop(), **model_kwargs)
+    data = []
+    for sorting, behavior, session_id in items:
+        data += session_data(sorting, behavior, str(session_id), model.sequence_length, val_fraction)
+    for session_id in ids:
+        model.unit_emb.extend_vocab(data_units(data, str(session_id)))
+    model.session_emb.extend_vocab([str(i) for i in ids])
+    model.to(torch.device(device) if device is not None else default_device())
+    hyperparameters = dict(
+        max_epochs=max_epochs,
+        max_time_s=max_time_s,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        optimizer=optimizer,
+        unit_dropout=unit_dropout,
+        val_fraction=val_fraction,
+        patience=patience,
+    )
+    fit_kwargs = {k: v for k, v in hyperparameters.items() if k != "val_fraction"}
+    record = fit(model, data, seed=seed, progress_bar=progress_bar, **fit_kwargs)
+    first_sorting = getattr(items[0][0], "sorting", items[0][0])
+    model.meta = {
+        "behavior": describe_behavior(_first_behavior(items[0][1])),
+        "normalization": normalization(data),
+        "sampling_frequency": float(first_sorting.sampling_frequency),
+        "training": {
+            "package_version": __version__,
+            "preset": preset,
+            "seed": seed,
+            "sessions": [str(i) for i in ids],
+            "mode": "from_scratch" if len(ids) == 1 else "pretraining",
+            "num_units": len(model.unit_emb) - 1,
+            "train_seconds": float(sum((s.train_intervals[:, 1] - s.train_intervals[:, 0]).sum() for s in data)),
+            "hyperparameters": hyperparameters,
+            **{k: v for k, v in record.items() if k != "history"},
+        },
+    }
+    return model
+
+
+def data_units(data: list[SessionData], session_id: str) -> list[str]:
+    """Namespaced unit ids of one session (the same for all of its segments)."""
+    return next(s.tokens.unit_ids for s in data if s.session_id == session_id)
+
+
+def normalization(data: list[SessionData]) -> dict:
+    """Per-session target statistics, JSON-ready."""
+    return {s.session_id: {"mean": s.mean.tolist(), "std": s.std.tolist()} for s in data}
+
+
 def train_decoder(
     sorting,
     behavior: Behavior,
@@ -365,31 +510,9 @@ def train_decoder(
         The trained model, with its behaviour description, target statistics and training
         record in ``model.meta``.
     """
-    segments = sorting_to_tokens(sorting, session_id=session_id)
-    behaviors = behavior if isinstance(behavior, (list, tuple)) else [behavior]
-    if len(behaviors) != len(segments):
-        raise ValueError(
-            f"The sorting has {len(segments)} segments but {len(behaviors)} behaviour series were given; "
-            "pass one Behavior per segment."
-        )
-    dims = {b.num_dimensions for b in behaviors if isinstance(b, Behavior)}
-    if len(dims) > 1:
-        raise ValueError(f"The behaviour series have different numbers of dimensions: {sorted(dims)}.")
-    torch.manual_seed(seed)
-    model = POYO.from_preset(preset, dim_out=behaviors[0].num_dimensions, **model_kwargs)
-    sessions = [prepare_session(t, b, model.sequence_length, val_fraction) for t, b in zip(segments, behaviors)]
-    if len(sessions) > 1:  # one set of statistics for the whole session
-        values = np.concatenate([s.behavior.values[s.behavior.valid] for s in sessions])
-        mean, std = values.mean(axis=0), np.where(values.std(axis=0) > 0, values.std(axis=0), 1.0)
-        for s in sessions:
-            s.mean, s.std, s.targets = mean, std, (s.behavior.values - mean) / std
-
-    model.unit_emb.extend_vocab(segments[0].unit_ids)
-    model.session_emb.extend_vocab([session_id])
-    model.to(torch.device(device) if device is not None else default_device())
-    record = fit(
-        model,
-        sessions,
+    return pretrain(
+        [(sorting, behavior, session_id)],
+        preset,
         seed=seed,
         max_epochs=max_epochs,
         max_time_s=max_time_s,
@@ -398,40 +521,9 @@ def train_decoder(
         weight_decay=weight_decay,
         optimizer=optimizer,
         unit_dropout=unit_dropout,
+        val_fraction=val_fraction,
         patience=patience,
+        device=device,
         progress_bar=progress_bar,
+        **model_kwargs,
     )
-    b = behaviors[0]
-    dt = np.median(np.diff(b.timestamps)) if len(b) > 1 else 0.01
-    model.meta = {
-        "behavior": {
-            "name": b.name,
-            "unit": b.unit,
-            "dimension_names": b.dimension_names,
-            "rate": float(1.0 / dt),
-        },
-        "normalization": {session_id: {"mean": sessions[0].mean.tolist(), "std": sessions[0].std.tolist()}},
-        "sampling_frequency": float(getattr(sorting, "sorting", sorting).sampling_frequency),
-        "training": {
-            "package_version": __version__,
-            "preset": preset,
-            "seed": seed,
-            "sessions": [session_id],
-            "mode": "from_scratch",
-            "num_units": segments[0].num_units,
-            "train_seconds": float(sum((s.train_intervals[:, 1] - s.train_intervals[:, 0]).sum() for s in sessions)),
-            "hyperparameters": dict(
-                max_epochs=max_epochs,
-                max_time_s=max_time_s,
-                batch_size=batch_size,
-                lr=lr,
-                weight_decay=weight_decay,
-                optimizer=optimizer,
-                unit_dropout=unit_dropout,
-                val_fraction=val_fraction,
-                patience=patience,
-            ),
-            **{k: v for k, v in record.items() if k != "history"},
-        },
-    }
-    return model
