@@ -41,6 +41,7 @@ def test_nan_samples_are_left_out(simulated):
     holed.values[::3] = np.nan
     model = sip.train_decoder(sorting, holed, **FAST)
     assert np.isfinite(model.meta["normalization"]["session"]["mean"]).all()
+    assert model.meta["training"]["nan_samples_excluded"] == len(behavior.timestamps[::3])
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,12 @@ def prepare_session(
             f"{behavior.num_missing} of them NaN)."
         )
     if behavior.num_missing:
-        logger.info("%d of %d behaviour samples are NaN and are left out.", behavior.num_missing, len(behavior))
+        logger.warning(
+            "%d of %d samples of %r are NaN; they are left out of training and scoring.",
+            behavior.num_missing,
+            len(behavior),
+            behavior.name,
+        )
     span = (tokens.start_time, tokens.end_time)
     intervals = _intersect(behavior.contiguous_intervals(), *span)
     if len(intervals) == 0:
@@ -430,6 +435,7 @@ val_fraction, patience, device, progress_bar, **model_kwargs
             "mode": "from_scratch" if len(ids) == 1 else "pretraining",
             "num_units": len(model.unit_emb) - 1,
             "train_seconds": float(sum((s.train_intervals[:, 1] - s.train_intervals[:, 0]).sum() for s in data)),
+            "nan_samples_excluded": int(sum(s.behavior.num_missing for s in data)),
             "hyperparameters": hyperparameters,
             **{k: v for k, v in record.items() if k != "history"},
         },
