@@ -27,3 +27,14 @@ def tiny_model(simulated):
     """A tiny model trained briefly on the simulated session."""
     sorting, behavior = simulated
     return sip.train_decoder(sorting, behavior, preset="tiny", max_epochs=2, max_time_s=20, progress_bar=False)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: threads only contend (one thread is ~30x faster here)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -21,6 +21,8 @@ from spikeinterface_poyo.cli import main
 
 TRAIN_FRACTION = 0.7
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -43,17 +45,6 @@ def write_session(path: Path, sorting, behavior=None) -> Path:
     with pynwb.NWBHDF5IO(str(path), "w") as io:
         io.write(nwbfile)
     return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared 2-core machine: threads only contend (one thread is ~30x faster here)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,8 @@ DATA = Path("/work/shared/data")
 REAL_FILES = sorted(p.name for p in DATA.glob("*.nwb")) if DATA.is_dir() else []
 SPEC_FILES = ("ndx-poyo.namespace.yaml", "ndx-poyo.extensions.yaml")
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 # ---------------------------------------------------------------------------------------------
 # helpers and fixtures
@@ -73,17 +75,6 @@ def build_nwb(path: Path, sorting, behavior, layout: str = "behavioral_time_seri
     with pynwb.NWBHDF5IO(str(path), "w") as io:
         io.write(nwbfile)
     return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared 2-core machine: threads only contend (one thread is ~30x faster here)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
