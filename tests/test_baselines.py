@@ -10,6 +10,8 @@ from spikeinterface_poyo.baselines import GRUDecoder, MLPDecoder, WienerFilter, 
 MIN_R2 = {WienerFilter: 0.7, MLPDecoder: 0.6, GRUDecoder: 0.6}
 NEURAL = [MLPDecoder, GRUDecoder]
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small networks: a second thread only contends
+
 
 @pytest.fixture(scope="module")
 def split(simulated):
