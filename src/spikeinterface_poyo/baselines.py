@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .behavior import Behavior
+from .behavior import Behavior, usable_samples
 from .tokens import SpikeTokens, sorting_to_tokens
 
 __all__ = ["GRUDecoder", "MLPDecoder", "WienerFilter", "binned_history"]
@@ -91,14 +91,7 @@ def _training_samples(tokens: SpikeTokens, behavior: Behavior) -> tuple[np.ndarr
 
     Raises a ``ValueError`` naming the problem when there are none (or too few to fit).
     """
-    if not isinstance(behavior, Behavior):
-        raise TypeError(f"behavior must be a sip.Behavior, got {type(behavior).__name__}; see sip.read_nwb_behavior.")
-    valid = behavior.valid
-    if len(behavior) == 0 or not valid.any():
-        raise ValueError(
-            f"Behaviour {behavior.name!r} has no usable samples ({len(behavior)} samples, "
-            f"{behavior.num_missing} of them NaN)."
-        )
+    valid = usable_samples(behavior)
     t = behavior.timestamps
     inside = valid & (t >= tokens.start_time) & (t <= tokens.end_time)
     if not inside.any():

@@ -129,6 +129,19 @@ class Behavior:
         return np.stack([starts, stops], axis=1)
 
 
+def usable_samples(behavior) -> np.ndarray:
+    """(T,) mask of a Behavior's finite samples; a clear error when there is none."""
+    if not isinstance(behavior, Behavior):
+        raise TypeError(f"behavior must be a sip.Behavior, got {type(behavior).__name__}; see sip.read_nwb_behavior.")
+    valid = behavior.valid
+    if len(behavior) == 0 or not valid.any():
+        raise ValueError(
+            f"Behaviour {behavior.name!r} has no usable samples ({len(behavior)} samples, "
+            f"{behavior.num_missing} of them NaN)."
+        )
+    return valid
+
+
 def _iter_series(nwbfile):
     """Yield (path, series) for every TimeSeries in processing modules and acquisition."""
     from pynwb import TimeSeries

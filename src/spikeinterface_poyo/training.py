@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .behavior import Behavior
+from .behavior import Behavior, usable_samples
 from .decoding import predict_tokens
 from .metrics import r2_score
 from .model import POYO
@@ -73,14 +73,7 @@ def prepare_session(
     Raises a ``ValueError`` that names the problem when the behaviour is empty, all
     NaN, does not overlap the spikes, or covers less than one window.
     """
-    if not isinstance(behavior, Behavior):
-        raise TypeError(f"behavior must be a sip.Behavior, got {type(behavior).__name__}; see sip.read_nwb_behavior.")
-    valid = behavior.valid
-    if len(behavior) == 0 or not valid.any():
-        raise ValueError(
-            f"Behaviour {behavior.name!r} has no usable samples ({len(behavior)} samples, "
-            f"{behavior.num_missing} of them NaN)."
-        )
+    valid = usable_samples(behavior)
     if behavior.num_missing:
         logger.warning(
             "%d of %d samples of %r are NaN; they are left out of training and scoring.",
