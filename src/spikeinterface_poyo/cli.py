@@ -3,6 +3,8 @@
     spikeinterface-poyo train SESSION.nwb --behavior hand_velocity --output decoder/
     spikeinterface-poyo evaluate SESSION.nwb --model decoder/ --behavior hand_velocity
     spikeinterface-poyo decode SESSION.nwb --model decoder/ --behavior hand_velocity
+    spikeinterface-poyo pretrain --config corpus.toml
+    torchrun --nproc_per_node 4 -m spikeinterface_poyo pretrain --config corpus.toml
 
 Also ``python -m spikeinterface_poyo``. Errors print one line and exit with status 2.
 """
@@ -46,6 +48,31 @@ printed (and stored with the predictions).
 examples:
   spikeinterface-poyo decode session.nwb --model decoder/ --behavior hand_velocity
   spikeinterface-poyo decode session.nwb --model decoder/ --output session_decoded.nwb"""
+
+
+PRETRAIN_HELP = """Pretrain one model on many sessions described by a configuration file.
+
+The file (.toml or .json) lists the sessions (NWB files with a behavioural series, or
+simulated ones), the preset, the training options and where checkpoints go; sessions are
+read only when training needs them. Run it as is for one process, or under torchrun for
+data-parallel training (gloo on CPUs, NCCL on GPUs); rank 0 saves the model. With
+[checkpoint] resume = true a killed run continues from its newest good checkpoint.
+
+example corpus.toml:
+  output = "pretrained/"
+  preset = "small"
+  [training]
+  max_time_s = 3600
+  [checkpoint]
+  dir = "checkpoints/"
+  resume = true
+  [[sessions]]
+  path = "monkey_a_day1.nwb"
+  behavior = "hand_velocity"
+
+examples:
+  spikeinterface-poyo pretrain --config corpus.toml
+  torchrun --nproc_per_node 4 -m spikeinterface_poyo pretrain --config corpus.toml"""
 
 
 def _positive_fraction(text: str) -> float:
@@ -111,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--output", type=Path, metavar="COPY.nwb", help="write a new file instead of into SESSION.nwb")
     decode.add_argument("--name", help="name of the decoded series (default: decoded_<behaviour>)")
     decode.add_argument("--overwrite", action="store_true", help="replace a decoded series of the same name")
+
+    pretrain = commands.add_parser(
+        "pretrain", help="pretrain on many sessions from a config file", description=PRETRAIN_HELP, formatter_class=raw
+    )
+    pretrain.add_argument(
+        "--config", required=True, type=Path, metavar="FILE", help="run configuration (.toml or .json)"
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -260,7 +294,45 @@ def cmd_demo(args) -> None:
     print(f"R² on the held-out 30 %: {summary['r2_mean']:.3f} (x, y: {r2})")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "decode": cmd_decode, "demo": cmd_demo}
+def cmd_pretrain(args) -> None:
+    """Pretrain on the sessions of a configuration file; rank 0 saves the model."""
+    import os
+
+    from .checkpoint import save_model
+    from .run_config import read_config, resolve, session_sources
+    from .training import pretrain
+
+    config = read_config(args.config)
+    checkpoint = config.get("checkpoint", {})
+    model = pretrain(
+        session_sources(config),
+        config.get("preset", "small"),
+        seed=config.get("seed", 0),
+        max_sessions_in_memory=config.get("max_sessions_in_memory"),
+        checkpoint_dir=resolve(checkpoint, "dir") if "dir" in checkpoint else None,
+        checkpoint_every=checkpoint.get("every"),
+        resume=checkpoint.get("resume", False),
+        progress_bar=_progress(),
+        **config.get("training", {}),
+        **config.get("model", {}),
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        path = save_model(model, resolve(config, "output"))
+        record = model.meta["training"]
+        print(
+            f"pretrained on {len(record['sessions'])} sessions with {record['world_size']} process(es): "
+            f"{record['steps']} steps in {record['train_time_s']:.0f} s, best validation R² {record['best_val_r2']:.3f}"
+        )
+        print(f"model saved to {path}")
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "decode": cmd_decode,
+    "pretrain": cmd_pretrain,
+    "demo": cmd_demo,
+}
 
 
 def main(argv=None) -> int:

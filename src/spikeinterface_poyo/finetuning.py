@@ -12,8 +12,10 @@ import torch
 
 from . import __version__
 from .behavior import Behavior
+from .distributed import init_distributed
 from .model import POYO
-from .training import _first_behavior, default_device, fit, normalization, session_data
+from .sessions import session_data
+from .training import _first_behavior, fit, normalization
 
 MODES = ("unit_identification", "full")
 
@@ -32,6 +34,22 @@ def _freeze_all_but_new_rows(model: POYO, first_new_unit: int, first_new_session
         keep[first_new:] = 1.0
         hooks.append(emb.weight.register_hook(lambda grad, keep=keep: grad * keep))
     return hooks
+
+
+def _train_stage(model, data, stage, epochs, lr, weight_decay, first_new_unit, first_new_session, common) -> dict:
+    """One stage of adaptation; returns what it trained and how it went."""
+    hooks = _freeze_all_but_new_rows(model, first_new_unit, first_new_session) if stage != "full" else []
+    try:
+        # no weight decay while embeddings alone train: it would shrink the frozen old rows
+        decay = weight_decay if stage == "full" else 0.0
+        record = fit(model, data, max_epochs=epochs, lr=lr, weight_decay=decay, **common)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for p in model.parameters():
+            p.requires_grad_(True)
+    trained = ["unit_emb (new rows)", "session_emb (new rows)"] if stage == "unit_identification" else ["all"]
+    return {"stage": stage, "trained": trained, "lr": lr, **{k: v for k, v in record.items() if k != "history"}}
 
 
 def finetune(
@@ -96,45 +114,35 @@ device, progress_bar
             "finetune on the same kind of behaviour the model was trained on."
         )
     data = session_data(sorting, behavior, session_id, model.sequence_length, val_fraction)
-    model.to(torch.device(device) if device is not None else default_device())
+    ctx = init_distributed()
+    model.to(ctx.device(device))
     first_new_unit, first_new_session = len(model.unit_emb), len(model.session_emb)
     model.unit_emb.extend_vocab(data[0].tokens.unit_ids, exist_ok=False)
     model.session_emb.extend_vocab([session_id])
 
     common = dict(
         seed=seed,
+        max_time_s=max_time_s,
         batch_size=batch_size,
         unit_dropout=unit_dropout,
         patience=patience,
         progress_bar=progress_bar,
+        ctx=ctx,
     )
-    records = []
     stages = [("unit_identification", max_epochs if mode == "unit_identification" else warmup_epochs)]
     if mode == "full":
         stages.append(("full", max_epochs))
-    for stage, epochs in stages:
-        if epochs <= 0:
-            continue
-        hooks = _freeze_all_but_new_rows(model, first_new_unit, first_new_session) if stage != "full" else []
-        if stage == "full":
-            for p in model.parameters():
-                p.requires_grad_(True)
-        stage_lr = lr if lr is not None else (1e-2 if stage == "unit_identification" else 1e-3)
-        try:
-            # no weight decay while embeddings alone train: it would shrink the frozen old rows
-            decay = weight_decay if stage == "full" else 0.0
-            record = fit(
-                model, data, max_epochs=epochs, max_time_s=max_time_s, lr=stage_lr, weight_decay=decay, **common
-            )
-        finally:
-            for hook in hooks:
-                hook.remove()
-            for p in model.parameters():
-                p.requires_grad_(True)
-        trained = ["unit_emb (new rows)", "session_emb (new rows)"] if stage == "unit_identification" else ["all"]
-        records.append(
-            {"stage": stage, "trained": trained, "lr": stage_lr, **{k: v for k, v in record.items() if k != "history"}}
-        )
+    records = []
+    try:
+        for stage, epochs in stages:
+            if epochs > 0:
+                stage_lr = lr if lr is not None else (1e-2 if stage == "unit_identification" else 1e-3)
+                record = _train_stage(
+                    model, data, stage, epochs, stage_lr, weight_decay, first_new_unit, first_new_session, common
+                )
+                records.append(record)
+    finally:
+        ctx.end()
 
     meta = model.meta
     meta.setdefault("normalization", {}).update(normalization(data))

@@ -1,23 +1,36 @@
-"""Train POYO decoders: data preparation, the optimisation loop and early stopping."""
+"""Train POYO decoders: the optimisation loop, early stopping, checkpoints and resume.
+
+The same loop runs in one process and under ``torchrun``: each process then trains on
+its own shard of sessions and windows, and ``DistributedDataParallel`` averages the
+gradients (see :mod:`spikeinterface_poyo.distributed`).
+"""
 
 from __future__ import annotations
 
-import copy
+import hashlib
+import json
 import logging
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .behavior import Behavior, usable_samples
+from .behavior import Behavior
 from .decoding import predict_tokens
+from .distributed import Distributed, init_distributed, shard
 from .metrics import r2_score
-from .model import POYO
-from .tokens import SpikeTokens, collate_query_windows, collate_spike_windows, sorting_to_tokens
+from .model import POYO, PRESETS
+from .sessions import SessionData, SessionStore, SessionSummary, as_source, inside
+from .tokens import collate_query_windows, collate_spike_windows
+from .training_checkpoint import (
+    CheckpointMismatch,
+    TrainingCheckpoints,
+    flatten_optimizer_state,
+    unflatten_optimizer_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,97 +38,6 @@ logger = logging.getLogger(__name__)
 def default_device() -> torch.device:
     """CUDA when it is there, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@dataclass
-class SessionData:
-    """One session (one sorting segment) paired with its behaviour, split in time."""
-
-    tokens: SpikeTokens
-    behavior: Behavior
-    targets: np.ndarray  # (T, D) standardised behaviour, NaN where missing
-    mean: np.ndarray
-    std: np.ndarray
-    train_intervals: np.ndarray  # (K, 2) spans whole windows are sampled from
-    val_intervals: np.ndarray
-
-    @property
-    def session_id(self) -> str:
-        return self.tokens.session_id
-
-
-def _intersect(intervals: np.ndarray, start: float, stop: float) -> np.ndarray:
-    clipped = np.clip(intervals, start, stop)
-    return clipped[clipped[:, 1] > clipped[:, 0]]
-
-
-def _split_intervals(intervals: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Split a set of intervals in time: the last ``val_fraction`` of covered time is validation."""
-    if val_fraction <= 0:
-        return intervals, np.zeros((0, 2))
-    lengths = intervals[:, 1] - intervals[:, 0]
-    target = (1 - val_fraction) * lengths.sum()
-    cumulative = np.concatenate([[0.0], np.cumsum(lengths)])
-    k = int(np.searchsorted(cumulative, target, side="right") - 1)
-    k = min(k, len(intervals) - 1)
-    cut = intervals[k, 0] + (target - cumulative[k])
-    return _intersect(intervals, -np.inf, cut), _intersect(intervals, cut, np.inf)
-
-
-def prepare_session(
-    tokens: SpikeTokens,
-    behavior: Behavior,
-    window: float,
-    val_fraction: float = 0.1,
-) -> SessionData:
-    """Check that spikes and behaviour fit together and split them for training.
-
-    Raises a ``ValueError`` that names the problem when the behaviour is empty, all
-    NaN, does not overlap the spikes, or covers less than one window.
-    """
-    valid = usable_samples(behavior)
-    if behavior.num_missing:
-        logger.warning(
-            "%d of %d samples of %r are NaN; they are left out of training and scoring.",
-            behavior.num_missing,
-            len(behavior),
-            behavior.name,
-        )
-    span = (tokens.start_time, tokens.end_time)
-    intervals = _intersect(behavior.contiguous_intervals(), *span)
-    if len(intervals) == 0:
-        raise ValueError(
-            f"Behaviour {behavior.name!r} ({behavior.start_time:.3f}-{behavior.end_time:.3f} s) does not overlap "
-            f"the spikes ({span[0]:.3f}-{span[1]:.3f} s). Are both on the same clock? Shift one of them "
-            "(sorting.shift_times or behavior.timestamps) so they line up."
-        )
-    long_enough = intervals[intervals[:, 1] - intervals[:, 0] >= window]
-    if len(long_enough) == 0:
-        raise ValueError(
-            f"The overlap of spikes and behaviour is shorter than one {window:g} s window "
-            f"(longest stretch {np.max(intervals[:, 1] - intervals[:, 0]):.3f} s); provide more data."
-        )
-    train, val = _split_intervals(long_enough, val_fraction)
-    if val_fraction > 0 and (len(val) == 0 or (val[:, 1] - val[:, 0]).sum() < window):
-        raise ValueError(
-            f"The validation part ({val_fraction:.0%} of the data) is shorter than one window; "
-            "provide more data or set val_fraction=0."
-        )
-    train = train[train[:, 1] - train[:, 0] >= window]
-    if len(train) == 0:
-        raise ValueError("After the validation split no stretch of training data is one window long.")
-    train_values = behavior.values[valid & _inside(behavior.timestamps, train)]
-    mean = train_values.mean(axis=0)
-    std = train_values.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    return SessionData(tokens, behavior, (behavior.values - mean) / std, mean, std, train, val)
-
-
-def _inside(times: np.ndarray, intervals: np.ndarray) -> np.ndarray:
-    inside = np.zeros(len(times), dtype=bool)
-    for start, stop in intervals:
-        inside |= (times >= start) & (times < stop)
-    return inside
 
 
 def sample_window_starts(intervals: np.ndarray, window: float, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -180,22 +102,265 @@ def one_cycle(step: int, total: int, warmup: float = 0.1) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def validation_r2(model: POYO, sessions: list[SessionData]) -> float:
-    """Mean R² over the validation parts of the sessions (standardised units)."""
-    scores = []
-    for s in sessions:
-        if len(s.val_intervals) == 0:
+def validation_r2(model: POYO, store: SessionStore) -> tuple[float, int]:
+    """Sum and count of the R² (standardised units) over the validation parts of ``store``."""
+    total, count = 0.0, 0
+    for k, summary in enumerate(store.summaries):
+        if len(summary.val_intervals) == 0:
             continue
-        keep = _inside(s.behavior.timestamps, s.val_intervals) & s.behavior.valid
-        t = s.behavior.timestamps[keep]
-        pred = predict_tokens(model, s.tokens, t, s.session_id)
-        scores.append(r2_score(s.targets[keep], pred)["mean"])
-    return float(np.mean(scores)) if scores else float("nan")
+        s = store[k]
+        keep = inside(s.behavior.timestamps, s.val_intervals) & s.behavior.valid
+        pred = predict_tokens(model, s.tokens, s.behavior.timestamps[keep], s.session_id)
+        total += r2_score(s.targets[keep], pred)["mean"]
+        count += 1
+    return total, count
+
+
+def _make_optimizer(params: list, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "lamb":
+        from .optim import Lamb
+
+        return Lamb(groups, lr=lr)
+    raise ValueError(f"optimizer must be 'adamw' or 'lamb', got {name!r}.")
+
+
+def _vocab_digest(model: POYO) -> str:
+    words = json.dumps([model.unit_emb.vocab, model.session_emb.vocab])
+    return hashlib.sha256(words.encode()).hexdigest()
+
+
+class Trainer:
+    """The optimisation loop of :func:`fit`, with its whole state saved and restored.
+
+    Each step draws one session of this rank's shard (in proportion to its training
+    time), ``batch_size / world_size`` random windows of it and a unit-dropout mask,
+    and takes one optimiser step; after each epoch the validation R² decides early
+    stopping and which weights are kept. Checkpoints hold the model, the best weights,
+    the optimiser, the scheduler, the loop counters, and every rank's sampler and RNG
+    state, so a resumed run continues exactly where the killed one stopped.
+    """
+
+    def __init__(
+        self,
+        model: POYO,
+        store: SessionStore,
+        *,
+        ctx: Distributed,
+        seed: int,
+        max_epochs: int,
+        max_time_s: float | None,
+        batch_size: int,
+        lr: float,
+        weight_decay: float,
+        optimizer: str,
+        unit_dropout: float,
+        patience: int,
+        windows_per_epoch: int | None,
+        total_train_seconds: float | None,
+        progress_bar: bool,
+        checkpoint_dir=None,
+        checkpoint_every: int | None = None,
+        keep_checkpoints: int = 2,
+        resume: bool = False,
+    ):
+        if batch_size % ctx.world_size:
+            raise ValueError(
+                f"batch_size ({batch_size}) must be a multiple of the number of processes ({ctx.world_size})."
+            )
+        self.model, self.store, self.ctx = model, store, ctx
+        self.max_epochs, self.max_time_s, self.patience = max_epochs, max_time_s, patience
+        self.unit_dropout, self.progress_bar = unit_dropout, progress_bar and ctx.is_main
+        self.local_batch = batch_size // ctx.world_size
+        self.rng = np.random.default_rng([seed, ctx.rank] if ctx.enabled else seed)
+        torch.manual_seed(seed + 7919 * ctx.rank)
+
+        self.vocab = [np.asarray(model.unit_emb.tokenizer(s.unit_ids), dtype=np.int64) for s in store.summaries]
+        local_seconds = np.array([s.train_seconds for s in store.summaries])
+        self.session_weights = local_seconds / local_seconds.sum()
+        seconds = total_train_seconds if total_train_seconds is not None else local_seconds.sum()
+        if windows_per_epoch is None:  # each second of training data seen about twice per epoch
+            windows_per_epoch = int(np.clip(2 * seconds / model.sequence_length, 4 * batch_size, 200 * batch_size))
+        self.steps_per_epoch = max(1, math.ceil(windows_per_epoch / batch_size))
+
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = _make_optimizer(self.params, optimizer, lr, weight_decay)
+        self.schedule_total = max_epochs * self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: one_cycle(step, self.schedule_total)
+        )
+
+        # loop state
+        self.step, self.epoch, self.step_in_epoch = 0, 0, 0
+        self.epoch_losses: list[float] = []
+        self.history: dict[str, list[float]] = {"train_loss": [], "val_r2": []}
+        self.best_r2, self.best_epoch = -np.inf, 0
+        self.best_state = _clone_state(model)
+        self.elapsed_before = 0.0  # training time spent before a resume
+        self.stopped: str | None = None
+        self.resumed_from: str | None = None
+
+        self.checkpoints = TrainingCheckpoints(checkpoint_dir, ctx, keep_checkpoints) if checkpoint_dir else None
+        self.checkpoint_every = checkpoint_every or self.steps_per_epoch
+        if self.checkpoints is not None:
+            self._resume_or_start(resume)
+        self.net = model
+        if ctx.enabled and self.params:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [model.device] if model.device.type == "cuda" else None
+            self.net = DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Train until the schedule ends, validation stops improving or time runs out."""
+        self.t0 = time.perf_counter()
+        bar = tqdm(total=self.schedule_total, initial=self.step, desc="training", disable=not self.progress_bar)
+        while self.stopped is None:
+            self.model.train()
+            while self.step_in_epoch < self.steps_per_epoch:
+                self.epoch_losses.append(self.train_step())
+                self.step += 1
+                self.step_in_epoch += 1
+                bar.update(1)
+                if self.checkpoints is not None and self.step % self.checkpoint_every == 0:
+                    self.save_checkpoint()
+            self.end_epoch()
+            bar.total = self.schedule_total
+            bar.set_postfix(loss=f"{self.history['train_loss'][-1]:.3f}", val_r2=f"{self.history['val_r2'][-1]:.3f}")
+        bar.close()
+        self.model.load_state_dict(self.best_state)
+        self.model.eval()
+        return {
+            "epochs": len(self.history["val_r2"]),
+            "best_epoch": self.best_epoch,
+            "best_val_r2": float(self.best_r2),
+            "steps": self.step,
+            "train_time_s": round(self.elapsed(), 2),
+            "stopped_by": self.stopped,
+            "world_size": self.ctx.world_size,
+            "resumed_from": self.resumed_from,
+            "history": self.history,
+        }
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.t0
+
+    def train_step(self) -> float:
+        k = self.rng.choice(len(self.store), p=self.session_weights)
+        session = self.store[k]
+        starts = sample_window_starts(session.train_intervals, self.model.sequence_length, self.local_batch, self.rng)
+        keep = unit_dropout_mask(self.local_batch, session.tokens.num_units, self.unit_dropout, self.rng)
+        batch = make_batch(self.model, session, self.vocab[k], starts, keep)
+        target, mask = batch.pop("target"), batch.pop("target_mask")
+        loss = masked_mse(self.net(**batch), target, mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item()
+
+    def end_epoch(self) -> None:
+        """Validate, keep the best weights, re-fit the schedule and decide whether to stop."""
+        total, count = validation_r2(self.model, self.store)
+        loss_sum, val_sum, val_count = self.ctx.sum([np.mean(self.epoch_losses), total, count])
+        val = val_sum / val_count if val_count else float("nan")
+        self.history["train_loss"].append(loss_sum / self.ctx.world_size)
+        self.history["val_r2"].append(val)
+        self.epoch += 1
+        self.step_in_epoch, self.epoch_losses = 0, []
+        if not np.isfinite(val) or val > self.best_r2:
+            self.best_r2, self.best_epoch, self.best_state = val, self.epoch, _clone_state(self.model)
+        elapsed = self.ctx.from_main(self.elapsed())  # rank 0's clock, so that all ranks stop together
+        if self.max_time_s is not None:
+            # re-fit the one-cycle schedule to the budget at the average pace so far, so the
+            # learning rate anneals before time runs out (and a slow first epoch costs little)
+            fitting = self.epoch + int((self.max_time_s - elapsed) / (elapsed / self.epoch))
+            self.schedule_total = min(self.max_epochs, max(self.epoch, fitting)) * self.steps_per_epoch
+        if self.step >= self.schedule_total:
+            self.stopped = "schedule_end"
+        elif np.isfinite(val) and self.epoch - self.best_epoch >= self.patience:
+            self.stopped = "early_stopping"
+        elif self.max_time_s is not None and elapsed > self.max_time_s:
+            self.stopped = "max_time_s"
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        opt_tensors, opt_info = flatten_optimizer_state(self.optimizer.state_dict())
+        shared = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "history": self.history,
+            "best_r2": float(self.best_r2),
+            "best_epoch": self.best_epoch,
+            "schedule_total": self.schedule_total,
+            "elapsed": self.elapsed(),
+            "scheduler": self.scheduler.state_dict(),  # lr_lambdas of plain functions are stored as None
+            "optimizer": opt_info,
+            "vocab_sha256": _vocab_digest(self.model),
+            "architecture": self.model.config,
+        }
+        rank_tensors = {"torch_rng": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rank_tensors.update({f"cuda_rng_{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+        self.checkpoints.save(
+            self.step,
+            shared,
+            {"model": self.model.state_dict(), "best": self.best_state, "optimizer": opt_tensors},
+            {"numpy_rng": self.rng.bit_generator.state, "epoch_losses": self.epoch_losses},
+            rank_tensors,
+        )
+
+    def _resume_or_start(self, resume: bool) -> None:
+        found = self.checkpoints.load_latest() if resume else None
+        if not resume and self.checkpoints.existing():
+            raise FileExistsError(
+                f"{self.checkpoints.folder} already holds training checkpoints; pass resume=True to continue "
+                "that run, or choose an empty checkpoint folder."
+            )
+        if found is None:
+            if resume:
+                logger.info("No training checkpoint in %s; starting from the beginning.", self.checkpoints.folder)
+            return
+        shared = found["shared"]
+        if shared["vocab_sha256"] != _vocab_digest(self.model) or shared["architecture"] != self.model.config:
+            raise CheckpointMismatch(
+                f"{found['path']} was written for another model or set of sessions (units, session ids or "
+                "architecture differ); resume with the same sessions and settings, or use an empty folder."
+            )
+        device = self.model.device
+        self.model.load_state_dict(found["tensors"]["model"])
+        self.best_state = {k: v.to(device) for k, v in found["tensors"]["best"].items()}
+        self.optimizer.load_state_dict(unflatten_optimizer_state(found["tensors"]["optimizer"], shared["optimizer"]))
+        self.scheduler.load_state_dict(shared["scheduler"])
+        self.step, self.epoch, self.step_in_epoch = shared["step"], shared["epoch"], shared["step_in_epoch"]
+        self.history, self.schedule_total = shared["history"], shared["schedule_total"]
+        self.best_r2, self.best_epoch = shared["best_r2"], shared["best_epoch"]
+        self.elapsed_before = shared["elapsed"]
+        self.rng.bit_generator.state = found["rank_state"]["numpy_rng"]
+        self.epoch_losses = found["rank_state"]["epoch_losses"]
+        torch.set_rng_state(found["rank_tensors"]["torch_rng"])
+        if torch.cuda.is_available():
+            states = [found["rank_tensors"][k] for k in sorted(found["rank_tensors"]) if k.startswith("cuda_rng_")]
+            if states:
+                torch.cuda.set_rng_state_all(states)
+        self.resumed_from = found["path"].name
+        logger.info("Resumed training from %s (step %d).", found["path"], self.step)
+
+
+def _clone_state(model: POYO) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def fit(
     model: POYO,
-    sessions: list[SessionData],
+    sessions,
     *,
     seed: int = 0,
     max_epochs: int = 60,
@@ -207,141 +372,56 @@ def fit(
     unit_dropout: float = 0.3,
     patience: int = 15,
     windows_per_epoch: int | None = None,
-    trainable=None,
+    total_train_seconds: float | None = None,
     progress_bar: bool = True,
+    checkpoint_dir=None,
+    checkpoint_every: int | None = None,
+    keep_checkpoints: int = 2,
+    resume: bool = False,
+    ctx: Distributed | None = None,
 ) -> dict:
     """Optimise ``model`` on ``sessions`` and keep the weights that validate best.
 
-    Returns a JSON-ready history: epochs run, best validation R², steps and time.
+    ``sessions`` is a :class:`SessionStore` or a list of :class:`SessionData`. Only
+    parameters with ``requires_grad`` train. Returns a JSON-ready record: epochs run,
+    best validation R², steps, time, why training stopped, and the per-epoch history.
     """
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    window = model.sequence_length
-    vocab = [np.asarray(model.unit_emb.tokenizer(s.tokens.unit_ids), dtype=np.int64) for s in sessions]
-    train_time = np.array([(s.train_intervals[:, 1] - s.train_intervals[:, 0]).sum() for s in sessions])
-    if windows_per_epoch is None:  # each second of training data seen about twice per epoch
-        windows_per_epoch = int(np.clip(2 * train_time.sum() / window, 4 * batch_size, 200 * batch_size))
-    steps_per_epoch = max(1, math.ceil(windows_per_epoch / batch_size))
-    total_steps = max_epochs * steps_per_epoch
-
-    params = [p for p in (trainable if trainable is not None else model.parameters()) if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if optimizer == "adamw":
-        opt = torch.optim.AdamW(groups, lr=lr)
-    elif optimizer == "lamb":
-        from .optim import Lamb
-
-        opt = Lamb(groups, lr=lr)
-    else:
-        raise ValueError(f"optimizer must be 'adamw' or 'lamb', got {optimizer!r}.")
-    schedule = {"total": total_steps}
-    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: one_cycle(step, schedule["total"]))
-
-    session_weights = train_time / train_time.sum()
-    best = {"r2": -np.inf, "state": copy.deepcopy(model.state_dict()), "epoch": 0}
-    history = {"train_loss": [], "val_r2": []}
-    t0 = time.perf_counter()
-    step = 0
-    stopped = "max_epochs"
-    bar = tqdm(total=total_steps, desc="training", disable=not progress_bar, unit="step")
-    for epoch in range(max_epochs):
-        model.train()
-        losses = []
-        for _ in range(steps_per_epoch):
-            k = rng.choice(len(sessions), p=session_weights)
-            s = sessions[k]
-            starts = sample_window_starts(s.train_intervals, window, batch_size, rng)
-            keep = unit_dropout_mask(batch_size, s.tokens.num_units, unit_dropout, rng)
-            batch = make_batch(model, s, vocab[k], starts, keep)
-            target, mask = batch.pop("target"), batch.pop("target_mask")
-            loss = masked_mse(model(**batch), target, mask)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            scheduler.step()
-            losses.append(loss.item())
-            step += 1
-            bar.update(1)
-        val = validation_r2(model, sessions)
-        history["train_loss"].append(float(np.mean(losses)))
-        history["val_r2"].append(val)
-        bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_r2=f"{val:.3f}")
-        if not np.isfinite(val) or val > best["r2"]:
-            best = {"r2": val, "state": copy.deepcopy(model.state_dict()), "epoch": epoch + 1}
-        elapsed = time.perf_counter() - t0
-        if max_time_s is not None:
-            # re-fit the one-cycle schedule to the budget at the average pace so far, so the
-            # learning rate anneals before time runs out (and a slow first epoch costs little)
-            fitting = epoch + 1 + int((max_time_s - elapsed) / (elapsed / (epoch + 1)))
-            schedule["total"] = min(max_epochs, max(epoch + 1, fitting)) * steps_per_epoch
-            bar.total = schedule["total"]
-        if step >= schedule["total"]:
-            break
-        if np.isfinite(val) and epoch + 1 - best["epoch"] >= patience:
-            stopped = "early_stopping"
-            break
-        if max_time_s is not None and elapsed > max_time_s:
-            stopped = "max_time_s"
-            break
-    bar.close()
-    model.load_state_dict(best["state"])
-    model.eval()
-    return {
-        "epochs": len(history["val_r2"]),
-        "best_epoch": best["epoch"],
-        "best_val_r2": float(best["r2"]),
-        "steps": step,
-        "train_time_s": round(time.perf_counter() - t0, 2),
-        "stopped_by": stopped if step < schedule["total"] else "schedule_end",
-        "history": history,
-    }
-
-
-def session_data(sorting, behavior, session_id: str, window: float, val_fraction: float = 0.1) -> list[SessionData]:
-    """Pair each segment of a sorting with its behaviour, checked and split in time.
-
-    ``behavior`` is one :class:`Behavior`, or a list with one per segment; statistics
-    for standardising the targets are shared by all segments of the session.
-    """
-    segments = sorting_to_tokens(sorting, session_id=session_id)
-    behaviors = list(behavior) if isinstance(behavior, (list, tuple)) else [behavior]
-    if len(behaviors) != len(segments):
-        raise ValueError(
-            f"Session {session_id!r}: the sorting has {len(segments)} segments but {len(behaviors)} behaviour "
-            "series were given; pass one Behavior per segment."
-        )
-    sessions = [prepare_session(t, b, window, val_fraction) for t, b in zip(segments, behaviors)]
-    if len(sessions) > 1:
-        values = np.concatenate([s.behavior.values[s.behavior.valid] for s in sessions])
-        mean, std = values.mean(axis=0), np.where(values.std(axis=0) > 0, values.std(axis=0), 1.0)
-        for s in sessions:
-            s.mean, s.std, s.targets = mean, std, (s.behavior.values - mean) / std
-    return sessions
-
-
-def describe_behavior(behavior: Behavior) -> dict:
-    """JSON description of the readout: name, unit, dimension names and sampling rate."""
-    dt = float(np.median(np.diff(behavior.timestamps))) if len(behavior) > 1 else 0.01
-    return {
-        "name": behavior.name,
-        "unit": behavior.unit,
-        "dimension_names": behavior.dimension_names,
-        "rate": 1.0 / dt,
-    }
+    if not isinstance(sessions, SessionStore):
+        sessions = SessionStore.from_data(sessions)
+    trainer = Trainer(
+        model,
+        sessions,
+        ctx=ctx if ctx is not None else init_distributed(),
+        seed=seed,
+        max_epochs=max_epochs,
+        max_time_s=max_time_s,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        optimizer=optimizer,
+        unit_dropout=unit_dropout,
+        patience=patience,
+        windows_per_epoch=windows_per_epoch,
+        total_train_seconds=total_train_seconds,
+        progress_bar=progress_bar,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        resume=resume,
+    )
+    return trainer.run()
 
 
 def _first_behavior(behavior) -> Behavior:
     return behavior[0] if isinstance(behavior, (list, tuple)) else behavior
 
 
-def _unpack_session(item) -> tuple:
-    if isinstance(item, dict):
-        return item["sorting"], item["behavior"], item["session_id"]
-    sorting, behavior, session_id = item
-    return sorting, behavior, session_id
+def _corpus_summaries(store: SessionStore, mine: list[int], ctx: Distributed) -> list[SessionSummary]:
+    """The summaries of every rank's sessions, in corpus order, each session once."""
+    by_source: dict[int, list[SessionSummary]] = {}
+    for indices, summaries in ctx.gather((mine, store.summaries_by_source())):
+        by_source.update(zip(indices, summaries))
+    return [s for i in sorted(by_source) for s in by_source[i]]
 
 
 def pretrain(
@@ -358,6 +438,10 @@ def pretrain(
     unit_dropout: float = 0.3,
     val_fraction: float = 0.1,
     patience: int = 15,
+    max_sessions_in_memory: int | None = None,
+    checkpoint_dir=None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
     device=None,
     progress_bar: bool = True,
     **model_kwargs,
@@ -369,11 +453,28 @@ def pretrain(
     so units of different sessions never share an embedding. Batches are drawn from
     the sessions in proportion to their training time.
 
+    Under ``torchrun`` each process reads its own shard of the sessions and the
+    gradients are averaged with ``DistributedDataParallel`` (gloo on CPU, NCCL on GPU);
+    ``batch_size`` is the global batch. Save the result on rank 0 only.
+
     Parameters
     ----------
     sessions : list
-        ``(sorting, behavior, session_id)`` tuples, or dicts with those keys. Every
-        behaviour must have the same number of dimensions (one shared readout).
+        ``(sorting, behavior, session_id)`` tuples, dicts with those keys, or
+        :class:`~spikeinterface_poyo.sessions.SessionSource` objects (for example from
+        :func:`~spikeinterface_poyo.sessions.nwb_session`) that are read only when
+        needed. Every behaviour must have the same number of dimensions.
+    max_sessions_in_memory : int or None, default: None
+        Sessions held in memory at once per process (least recently used ones are
+        dropped and read again when drawn); None holds all of them.
+    checkpoint_dir : str or Path or None
+        Folder for periodic training checkpoints (model, optimiser, scheduler, sampler
+        and RNG state), written atomically; the newest two are kept.
+    checkpoint_every : int or None
+        Steps between checkpoints; by default once per epoch.
+    resume : bool, default: False
+        Continue from the newest readable checkpoint in ``checkpoint_dir`` (a corrupt one
+        is skipped with a warning). Without it a folder that holds checkpoints is refused.
     preset, seed, max_epochs, max_time_s, batch_size, lr, weight_decay, optimizer, unit_dropout, \
 val_fraction, patience, device, progress_bar, **model_kwargs
         As in :func:`train_decoder`.
@@ -383,67 +484,81 @@ val_fraction, patience, device, progress_bar, **model_kwargs
     POYO
         The trained model.
     """
-    items = [_unpack_session(item) for item in sessions]
-    if not items:
+    sources = [as_source(item) for item in sessions]
+    if not sources:
         raise ValueError("pretrain needs at least one (sorting, behavior, session_id) session.")
-    ids = [session_id for _, _, session_id in items]
+    ids = [source.session_id for source in sources]
     if len(set(ids)) != len(ids):
         raise ValueError(f"Session ids must be unique, got {ids}.")
-    dims = {_first_behavior(b).num_dimensions for _, b, _ in items}
-    if len(dims) > 1:
-        raise ValueError(f"All sessions must decode the same number of dimensions, got {sorted(dims)}.")
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
+    window = float({**PRESETS[preset], **model_kwargs}.get("sequence_length", 1.0))
 
-    torch.manual_seed(seed)
-    model = POYO.from_preset(preset, dim_out=dims.pop(), **model_kwargs)
-    data = []
-    for sorting, behavior, session_id in items:
-        data += session_data(sorting, behavior, str(session_id), model.sequence_length, val_fraction)
-    for session_id in ids:
-        model.unit_emb.extend_vocab(data_units(data, str(session_id)))
-    model.session_emb.extend_vocab([str(i) for i in ids])
-    model.to(torch.device(device) if device is not None else default_device())
-    hyperparameters = dict(
-        max_epochs=max_epochs,
-        max_time_s=max_time_s,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        optimizer=optimizer,
-        unit_dropout=unit_dropout,
-        val_fraction=val_fraction,
-        patience=patience,
-    )
-    fit_kwargs = {k: v for k, v in hyperparameters.items() if k != "val_fraction"}
-    record = fit(model, data, seed=seed, progress_bar=progress_bar, **fit_kwargs)
-    first_sorting = getattr(items[0][0], "sorting", items[0][0])
+    ctx = init_distributed()
+    try:
+        mine = shard(len(sources), ctx)
+        store = SessionStore([sources[i] for i in mine], window, val_fraction, max_sessions_in_memory)
+        corpus = _corpus_summaries(store, mine, ctx)
+        dims = {len(s.mean) for s in corpus}
+        if len(dims) > 1:
+            raise ValueError(f"All sessions must decode the same number of dimensions, got {sorted(dims)}.")
+
+        torch.manual_seed(seed)
+        model = POYO.from_preset(preset, dim_out=dims.pop(), **model_kwargs)
+        for session_id in ids:
+            model.unit_emb.extend_vocab(next(s.unit_ids for s in corpus if s.session_id == session_id))
+        model.session_emb.extend_vocab(ids)
+        model.to(ctx.device(device))
+        hyperparameters = dict(
+            max_epochs=max_epochs,
+            max_time_s=max_time_s,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            optimizer=optimizer,
+            unit_dropout=unit_dropout,
+            val_fraction=val_fraction,
+            patience=patience,
+        )
+        fit_kwargs = {k: v for k, v in hyperparameters.items() if k != "val_fraction"}
+        train_seconds = float(sum(s.train_seconds for s in corpus))
+        record = fit(
+            model,
+            store,
+            seed=seed,
+            progress_bar=progress_bar,
+            total_train_seconds=train_seconds,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            ctx=ctx,
+            **fit_kwargs,
+        )
+    finally:
+        ctx.end()
     model.meta = {
-        "behavior": describe_behavior(_first_behavior(items[0][1])),
-        "normalization": normalization(data),
-        "sampling_frequency": float(first_sorting.sampling_frequency),
+        "behavior": corpus[0].behavior,
+        "normalization": normalization(corpus),
+        "sampling_frequency": corpus[0].sampling_frequency,
         "training": {
             "package_version": __version__,
             "preset": preset,
             "seed": seed,
-            "sessions": [str(i) for i in ids],
+            "sessions": ids,
             "mode": "from_scratch" if len(ids) == 1 else "pretraining",
             "num_units": len(model.unit_emb) - 1,
-            "train_seconds": float(sum((s.train_intervals[:, 1] - s.train_intervals[:, 0]).sum() for s in data)),
-            "nan_samples_excluded": int(sum(s.behavior.num_missing for s in data)),
+            "train_seconds": train_seconds,
+            "nan_samples_excluded": int(sum(s.num_missing for s in corpus)),
             "hyperparameters": hyperparameters,
-            **{k: v for k, v in record.items() if k != "history"},
+            **record,
         },
     }
     return model
 
 
-def data_units(data: list[SessionData], session_id: str) -> list[str]:
-    """Namespaced unit ids of one session (the same for all of its segments)."""
-    return next(s.tokens.unit_ids for s in data if s.session_id == session_id)
-
-
-def normalization(data: list[SessionData]) -> dict:
-    """Per-session target statistics, JSON-ready."""
-    return {s.session_id: {"mean": s.mean.tolist(), "std": s.std.tolist()} for s in data}
+def normalization(data) -> dict:
+    """Per-session target statistics (of :class:`SessionData` or summaries), JSON-ready."""
+    return {s.session_id: {"mean": np.asarray(s.mean).tolist(), "std": np.asarray(s.std).tolist()} for s in data}
 
 
 def train_decoder(
@@ -462,6 +577,9 @@ def train_decoder(
     unit_dropout: float = 0.3,
     val_fraction: float = 0.1,
     patience: int = 15,
+    checkpoint_dir=None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
     device=None,
     progress_bar: bool = True,
     **model_kwargs,
@@ -496,6 +614,8 @@ def train_decoder(
         Last fraction of the training time held out for early stopping.
     patience : int, default: 15
         Epochs without a better validation R² before stopping.
+    checkpoint_dir, checkpoint_every, resume
+        Periodic, resumable training checkpoints; see :func:`pretrain`.
     device : str or torch.device or None
         Defaults to CUDA when available, else CPU.
     progress_bar : bool, default: True
@@ -522,6 +642,9 @@ def train_decoder(
         unit_dropout=unit_dropout,
         val_fraction=val_fraction,
         patience=patience,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
         device=device,
         progress_bar=progress_bar,
         **model_kwargs,
