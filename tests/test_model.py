@@ -101,3 +101,28 @@ def test_future_schema_says_what_to_do(tiny_model, tmp_path):
 def test_presets_are_all_buildable():
     for name in PRESETS:
         assert POYO.from_preset(name, dim_out=2).config["dim_out"] == 2
+
+
+def test_attention_dropout_mask_drops_the_rounded_fraction_uniformly():
+    from spikeinterface_poyo.nn import attention_drop_mask
+
+    torch.manual_seed(0)
+    drop, keep_prob = attention_drop_mask((64, 4, 32, 501), 0.2, "cpu")
+    assert drop.dtype == torch.bool and drop.shape == (64, 4, 32, 501)
+    assert keep_prob == 1 - 26 / 128
+    assert drop.float().mean().item() == pytest.approx(26 / 128, abs=2e-3)
+    # every byte of each 64-bit draw is used: no position along the last axis is biased
+    per_position = drop.reshape(-1, 8).float().mean(0)
+    assert per_position.min() > 0.19 and per_position.max() < 0.215
+
+
+def test_attention_with_dropout_is_unbiased_and_exact_without_dropout():
+    from spikeinterface_poyo.nn import attention_with_dropout
+
+    torch.manual_seed(1)
+    q, k, v = torch.randn(2, 2, 5, 8), torch.randn(2, 2, 40, 8), torch.randn(2, 2, 40, 8)
+    mask = torch.rand(2, 1, 1, 40) > 0.2
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(attention_with_dropout(q, k, v, mask, 0.001), expected)  # rounds to no dropout
+    average = torch.stack([attention_with_dropout(q, k, v, mask, 0.2) for _ in range(3000)]).mean(0)
+    torch.testing.assert_close(average, expected, atol=0.03, rtol=0)

@@ -131,25 +131,61 @@ class RotaryTimeEmbedding(nn.Module):
         super().__init__()
         if rotate_dim % 2 or rotate_dim > head_dim:
             raise ValueError("rotate_dim must be even and no larger than head_dim.")
-        omega = torch.zeros(head_dim // 2)
+        omega = torch.zeros(head_dim // 2)  # zeros for the channels that do not turn (torch_brain's layout)
         omega[: rotate_dim // 2] = 2 * math.pi / logspace_periods(rotate_dim // 2, t_min, t_max)
         self.register_buffer("omega", omega)
+        self.rotate_dim = rotate_dim
 
     @torch.no_grad()
     def forward(self, timestamps: Tensor) -> Tensor:
-        """(...,) seconds -> (..., Dh / 2) complex64 phasors."""
-        angles = timestamps.float()[..., None] * self.omega
+        """(...,) seconds -> (..., rotate_dim / 2) complex64 phasors."""
+        angles = timestamps.float()[..., None] * self.omega[: self.rotate_dim // 2]
         return torch.polar(torch.ones_like(angles), angles)
 
 
 def apply_rotary(x: Tensor, phasors: Tensor, inverse: bool = False) -> Tensor:
-    """Rotate channel pairs of (B, H, N, Dh) ``x`` by (B, N, Dh / 2) phasors.
+    """Rotate the first channel pairs of (B, H, N, Dh) ``x`` by (B, N, R / 2) phasors.
 
-    ``inverse`` rotates by the opposite angle. Computed in float32, returned in x's dtype.
+    Only the first R channels turn; the rest pass through. ``inverse`` rotates by the
+    opposite angle. Computed in float32, returned in x's dtype.
     """
     turn = phasors.conj() if inverse else phasors
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
-    return torch.view_as_real(pairs * turn[:, None]).flatten(-2).to(x.dtype)
+    rotated = 2 * turn.shape[-1]
+    head = x[..., :rotated].float().unflatten(-1, (-1, 2))
+    if head.stride(-2) % 2 or any(s % 2 for s in head.stride()[:-2]):
+        head = head.contiguous()
+    # a view, not a copy, of x's strided channels: complex multiplication reads them in place
+    turned = torch.view_as_real(torch.view_as_complex(head) * turn[:, None]).flatten(-2)
+    return torch.cat([turned.to(x.dtype), x[..., rotated:]], dim=-1)
+
+
+def attention_drop_mask(shape: tuple, p: float, device) -> tuple[Tensor, float]:
+    """Which attention weights dropout zeroes, and the probability of keeping one.
+
+    ``torch.bernoulli`` draws one random number per weight, which costs more than the
+    attention itself at POYO's sizes on a CPU. Here one 64-bit draw gives eight bytes,
+    whose low seven bits are compared with ``p`` rounded to a multiple of 1/128.
+    """
+    threshold = round(p * 128)
+    n = math.prod(shape)
+    words = torch.empty((n + 7) // 8, dtype=torch.int64, device=device).random_()
+    random_bytes = words.view(torch.uint8)[:n].view(shape)
+    return random_bytes.bitwise_and(127) < threshold, 1.0 - threshold / 128
+
+
+def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
+    """softmax(q k^T / sqrt(Dh)) v with dropout on the weights; (B, H, N, Dh) in and out.
+
+    The 1 / (1 - p) rescaling is applied to the (small) output rather than to the weights,
+    and backward keeps a boolean mask rather than a float one.
+    """
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    if mask is not None:
+        scores.masked_fill_(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    del scores
+    drop, keep_prob = attention_drop_mask(weights.shape, p, weights.device)
+    return (weights.masked_fill(drop, 0.0) @ v) / keep_prob
 
 
 def rotary_attention(
@@ -175,7 +211,10 @@ def rotary_attention(
     if rotate_value:
         v = apply_rotary(v, kv_rotary)
     attn_mask = None if mask is None else mask[:, None, None, :]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+    if dropout > 0:
+        out = attention_with_dropout(q, k, v, attn_mask, dropout)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
     if rotate_value:
         out = apply_rotary(out, q_rotary, inverse=True)
     return out.transpose(1, 2).flatten(-2)
