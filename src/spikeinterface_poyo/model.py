@@ -242,14 +242,18 @@ class POYO(nn.Module):
         """
         if len(self.unit_emb) < 2 or len(self.session_emb) < 2:
             raise ValueError("The unit and session vocabularies are empty; train the model or load one first.")
-        tokens = self.unit_emb(input_unit_index) + self.token_type_emb(input_token_type)
+        # A token's content is a function of its unit and type only (time enters by rotation),
+        # so its key and value are computed once per distinct (unit, type) pair and gathered.
+        num_types = self.token_type_emb.num_embeddings
+        pairs, token_pair = torch.unique(input_unit_index * num_types + input_token_type, return_inverse=True)
+        token_table = self.unit_emb(pairs // num_types) + self.token_type_emb(pairs % num_types)
         token_rotary = self.rotary_emb(input_timestamps)
         latents = self.latent_emb(latent_index)
         latent_rotary = self.rotary_emb(latent_timestamps)
         queries = self.session_emb(session_index)[:, None, :].expand(-1, output_timestamps.shape[1], -1)
         query_rotary = self.rotary_emb(output_timestamps)
 
-        latents = latents + self.enc_atn(latents, tokens, latent_rotary, token_rotary, input_mask)
+        latents = latents + self.enc_atn(latents, token_table, latent_rotary, token_rotary, input_mask, token_pair)
         latents = latents + self.enc_ffn(latents)
         for self_attn, feed_forward in self.proc_layers:
             latents = latents + self.dropout(self_attn(latents, latent_rotary))

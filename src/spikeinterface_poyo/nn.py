@@ -264,10 +264,19 @@ class RotaryCrossAttention(nn.Module):
         query_pos_emb: Tensor,
         context_pos_emb: Tensor,
         context_mask: Tensor | None = None,
+        context_index: Tensor | None = None,
     ) -> Tensor:
-        """(B, Nq, D) queries attend to (B, Nk, Dc) context -> (B, Nq, D)."""
+        """(B, Nq, D) queries attend to (B, Nk, Dc) context -> (B, Nq, D).
+
+        With ``context_index`` (B, Nk), ``x_context`` is instead a (K, Dc) table of the
+        distinct context rows: keys and values are computed once per row and gathered,
+        which gives the same result when many context tokens share a row.
+        """
         q = self.to_q(self.norm(x_query))
-        k, v = self.to_kv(self.norm_context(x_context)).chunk(2, dim=-1)
+        kv = self.to_kv(self.norm_context(x_context))
+        if context_index is not None:
+            kv = kv[context_index]
+        k, v = kv.chunk(2, dim=-1)
         out = rotary_attention(
             q,
             k,
