@@ -126,3 +126,20 @@ def test_attention_with_dropout_is_unbiased_and_exact_without_dropout():
     torch.testing.assert_close(attention_with_dropout(q, k, v, mask, 0.001), expected)  # rounds to no dropout
     average = torch.stack([attention_with_dropout(q, k, v, mask, 0.2) for _ in range(3000)]).mean(0)
     torch.testing.assert_close(average, expected, atol=0.03, rtol=0)
+
+
+def test_rotating_in_place_gives_the_same_values_and_gradients():
+    from spikeinterface_poyo.nn import RotaryTimeEmbedding, apply_rotary
+
+    rot = RotaryTimeEmbedding(16, 8, 1e-3, 2.0)
+    phasors = rot(torch.rand(3, 7))
+    base = torch.randn(3, 7, 2 * 16, requires_grad=True)
+    results = []
+    for inplace in (False, True):
+        x = (base * 1.0).unflatten(-1, (2, 16)).transpose(1, 2)  # a fresh, strided (B, H, N, Dh) view
+        y = apply_rotary(x, phasors, inplace=inplace)
+        (grad,) = torch.autograd.grad((y * torch.arange(16.0)).sum(), base)
+        results.append((y.detach().clone(), grad))
+    torch.testing.assert_close(results[1][0], results[0][0])
+    torch.testing.assert_close(results[1][1], results[0][1])
+    torch.testing.assert_close(results[0][0][..., 8:], (base * 1.0).unflatten(-1, (2, 16)).transpose(1, 2)[..., 8:])

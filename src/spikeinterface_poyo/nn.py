@@ -143,19 +143,22 @@ class RotaryTimeEmbedding(nn.Module):
         return torch.polar(torch.ones_like(angles), angles)
 
 
-def apply_rotary(x: Tensor, phasors: Tensor, inverse: bool = False) -> Tensor:
+def apply_rotary(x: Tensor, phasors: Tensor, inverse: bool = False, inplace: bool = False) -> Tensor:
     """Rotate the first channel pairs of (B, H, N, Dh) ``x`` by (B, N, R / 2) phasors.
 
     Only the first R channels turn; the rest pass through. ``inverse`` rotates by the
-    opposite angle. Computed in float32, returned in x's dtype.
+    opposite angle. ``inplace`` overwrites ``x`` (when autograd does not need it), which
+    saves copying the channels that do not turn. Computed in float32, returned in x's dtype.
     """
-    turn = phasors.conj() if inverse else phasors
+    turn = (phasors.conj() if inverse else phasors)[:, None]
     rotated = 2 * turn.shape[-1]
-    head = x[..., :rotated].float().unflatten(-1, (-1, 2))
-    if head.stride(-2) % 2 or any(s % 2 for s in head.stride()[:-2]):
-        head = head.contiguous()
-    # a view, not a copy, of x's strided channels: complex multiplication reads them in place
-    turned = torch.view_as_real(torch.view_as_complex(head) * turn[:, None]).flatten(-2)
+    head = x[..., :rotated].unflatten(-1, (-1, 2))
+    viewable = all(s % 2 == 0 for s in head.stride()[:-1])  # view_as_complex needs even strides
+    if inplace and viewable and x.dtype == torch.float32:
+        torch.view_as_complex(head).mul_(turn)
+        return x
+    head = head.float() if viewable else head.float().contiguous()
+    turned = torch.view_as_real(torch.view_as_complex(head) * turn).flatten(-2)
     return torch.cat([turned.to(x.dtype), x[..., rotated:]], dim=-1)
 
 
@@ -206,18 +209,25 @@ def rotary_attention(
     is rotated back by the query time, so it encodes relative time. Returns (B, Nq, H Dh).
     """
     q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))
-    q = apply_rotary(q, q_rotary)
-    k = apply_rotary(k, kv_rotary)
+    # q, k and v are fresh projections that backward does not need: rotate them in place
+    q = apply_rotary(q, q_rotary, inplace=True)
+    k = apply_rotary(k, kv_rotary, inplace=True)
     if rotate_value:
-        v = apply_rotary(v, kv_rotary)
+        v = apply_rotary(v, kv_rotary, inplace=True)
     attn_mask = None if mask is None else mask[:, None, None, :]
     if dropout > 0:
         out = attention_with_dropout(q, k, v, attn_mask, dropout)
     else:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-    if rotate_value:
-        out = apply_rotary(out, q_rotary, inverse=True)
+    if rotate_value:  # SDPA's backward needs its output, so that is rotated out of place
+        out = apply_rotary(out, q_rotary, inverse=True, inplace=not torch.is_grad_enabled())
     return out.transpose(1, 2).flatten(-2)
+
+
+def _split(x: Tensor, parts: int) -> list[Tensor]:
+    """``x.chunk(parts, -1)`` as separate slices, which (unlike chunks) may be rotated in place."""
+    width = x.shape[-1] // parts
+    return [x[..., i * width : (i + 1) * width] for i in range(parts)]
 
 
 class RotaryCrossAttention(nn.Module):
@@ -276,7 +286,7 @@ class RotaryCrossAttention(nn.Module):
         kv = self.to_kv(self.norm_context(x_context))
         if context_index is not None:
             kv = kv[context_index]
-        k, v = kv.chunk(2, dim=-1)
+        k, v = _split(kv, 2)
         out = rotary_attention(
             q,
             k,
@@ -311,7 +321,7 @@ class RotarySelfAttention(nn.Module):
 
     def forward(self, x: Tensor, rotary_time_emb: Tensor, x_mask: Tensor | None = None) -> Tensor:
         """(B, N, D) -> (B, N, D)."""
-        q, k, v = self.to_qkv(self.norm(x)).chunk(3, dim=-1)
+        q, k, v = _split(self.to_qkv(self.norm(x)), 3)
         out = rotary_attention(
             q,
             k,
