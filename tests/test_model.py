@@ -143,3 +143,25 @@ def test_rotating_in_place_gives_the_same_values_and_gradients():
     torch.testing.assert_close(results[1][0], results[0][0])
     torch.testing.assert_close(results[1][1], results[0][1])
     torch.testing.assert_close(results[0][0][..., 8:], (base * 1.0).unflatten(-1, (2, 16)).transpose(1, 2)[..., 8:])
+
+
+def test_dropout_attention_gradients_match_autograd_of_the_same_mask(monkeypatch):
+    from spikeinterface_poyo.nn import _DropoutAttention, attention_drop_mask
+
+    torch.manual_seed(2)
+    q, k, v = (torch.randn(2, 2, n, 8, dtype=torch.float64, requires_grad=True) for n in (5, 30, 30))
+    mask = torch.rand(2, 1, 1, 30) > 0.2
+    monkeypatch.setattr(_DropoutAttention, "CHUNK_BYTES", 2 * 5 * 30 * 4)  # one window per slice
+    out = _DropoutAttention.apply(q, k, v, mask, 0.3, 1234)
+    generator = torch.Generator().manual_seed(1234)
+    drop = torch.cat([attention_drop_mask((1, 2, 5, 30), 0.3, "cpu", generator)[0] for _ in range(2)])
+    keep = 1 - 38 / 128
+    scores = (q * 8**-0.5) @ k.transpose(-2, -1)
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+    reference = (weights.masked_fill(drop, 0.0) / keep) @ v
+    torch.testing.assert_close(out, reference)
+    grad = torch.randn_like(out)
+    ours = torch.autograd.grad(out, (q, k, v), grad)
+    expected = torch.autograd.grad(reference, (q, k, v), grad)
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b)

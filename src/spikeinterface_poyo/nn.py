@@ -162,7 +162,9 @@ def apply_rotary(x: Tensor, phasors: Tensor, inverse: bool = False, inplace: boo
     return torch.cat([turned.to(x.dtype), x[..., rotated:]], dim=-1)
 
 
-def attention_drop_mask(shape: tuple, p: float, device) -> tuple[Tensor, float]:
+def attention_drop_mask(
+    shape: tuple, p: float, device, generator: torch.Generator | None = None
+) -> tuple[Tensor, float]:
     """Which attention weights dropout zeroes, and the probability of keeping one.
 
     ``torch.bernoulli`` draws one random number per weight, which costs more than the
@@ -171,24 +173,86 @@ def attention_drop_mask(shape: tuple, p: float, device) -> tuple[Tensor, float]:
     """
     threshold = round(p * 128)
     n = math.prod(shape)
-    words = torch.empty((n + 7) // 8, dtype=torch.int64, device=device).random_()
+    words = torch.empty((n + 7) // 8, dtype=torch.int64, device=device).random_(generator=generator)
     random_bytes = words.view(torch.uint8)[:n].view(shape)
-    return random_bytes.bitwise_and(127) < threshold, 1.0 - threshold / 128
+    return random_bytes.bitwise_and_(127) < threshold, 1.0 - threshold / 128
+
+
+class _DropoutAttention(torch.autograd.Function):
+    """Attention with dropout that keeps neither the weights nor the mask for backward.
+
+    Forward saves q, k, v, the output, the softmax normaliser (one number per query) and
+    the seed of the dropout mask; backward recomputes the weights and redraws the same
+    mask. This trades one extra q k^T product for the two (B, H, Nq, Nk) tensors that
+    would otherwise stay in memory, the largest activations of POYO's encoder. Both
+    passes run over slices of the batch, so no more than ``CHUNK_BYTES`` of weights
+    exist at once.
+    """
+
+    CHUNK_BYTES = 32 * 2**20
+
+    @staticmethod
+    def _slices(q, k):
+        per_item = q.shape[1] * q.shape[2] * k.shape[2] * 4
+        step = max(1, _DropoutAttention.CHUNK_BYTES // per_item)
+        return [slice(i, i + step) for i in range(0, q.shape[0], step)]
+
+    @staticmethod
+    def _weights(q, k, mask, log_norm=None):
+        """exp(scores - log_norm), and log_norm (the softmax normaliser) when not given."""
+        scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+        if mask is not None:
+            scores.masked_fill_(~mask, float("-inf"))
+        if log_norm is None:
+            log_norm = torch.logsumexp(scores, dim=-1, keepdim=True)
+        return scores.sub_(log_norm).exp_(), log_norm
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, p, seed):
+        generator = torch.Generator(q.device).manual_seed(seed)
+        out = q.new_empty(q.shape[:-1] + v.shape[-1:])
+        log_norm = q.new_empty(q.shape[:-1] + (1,))
+        for b in _DropoutAttention._slices(q, k):
+            weights, log_norm[b] = _DropoutAttention._weights(q[b], k[b], None if mask is None else mask[b])
+            drop, keep_prob = attention_drop_mask(weights.shape, p, q.device, generator)
+            torch.matmul(weights.masked_fill_(drop, 0.0), v[b], out=out[b])
+        out.div_(keep_prob)
+        ctx.save_for_backward(q, k, v, out, log_norm, mask)
+        ctx.p, ctx.seed = p, seed
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, out, log_norm, mask = ctx.saved_tensors
+        generator = torch.Generator(q.device).manual_seed(ctx.seed)
+        grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        scale = q.shape[-1] ** -0.5
+        for b in _DropoutAttention._slices(q, k):
+            weights, _ = _DropoutAttention._weights(q[b], k[b], None if mask is None else mask[b], log_norm[b])
+            drop, keep_prob = attention_drop_mask(weights.shape, ctx.p, q.device, generator)
+            kept = weights.masked_fill(drop, 0.0).div_(keep_prob)
+            torch.matmul(kept.transpose(-2, -1), grad_out[b], out=grad_v[b])
+            del kept
+            grad_weights = (grad_out[b] @ v[b].transpose(-2, -1)).masked_fill_(drop, 0.0).div_(keep_prob)
+            row = (grad_out[b] * out[b]).sum(dim=-1, keepdim=True)  # = sum_j weights_ij * grad_weights_ij
+            grad_scores = grad_weights.sub_(row).mul_(weights)
+            del weights
+            torch.matmul(grad_scores, k[b], out=grad_q[b])
+            torch.matmul(grad_scores.transpose(-2, -1), q[b], out=grad_k[b])
+        return grad_q.mul_(scale), grad_k.mul_(scale), grad_v, None, None, None
 
 
 def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
     """softmax(q k^T / sqrt(Dh)) v with dropout on the weights; (B, H, N, Dh) in and out.
 
-    The 1 / (1 - p) rescaling is applied to the (small) output rather than to the weights,
-    and backward keeps a boolean mask rather than a float one.
+    On GPUs this is ``scaled_dot_product_attention``'s own fused dropout; on CPUs, where
+    that falls back to materialising and keeping every weight and a float mask, it is
+    :class:`_DropoutAttention`. ``mask`` is (B, 1, 1, Nk), True where a key is real.
     """
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
-    if mask is not None:
-        scores.masked_fill_(~mask, float("-inf"))
-    weights = scores.softmax(dim=-1)
-    del scores
-    drop, keep_prob = attention_drop_mask(weights.shape, p, weights.device)
-    return (weights.masked_fill(drop, 0.0) @ v) / keep_prob
+    if q.is_cuda:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+    seed = int(torch.randint(0, 2**62, (1,)))  # from the global generator, so runs are reproducible
+    return _DropoutAttention.apply(q, k, v, mask, p, seed)
 
 
 def rotary_attention(
