@@ -91,7 +91,7 @@ def test_help_lists_the_commands(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("train", "evaluate", "decode", "demo"):
+    for command in ("train", "evaluate", "decode", "pretrain", "demo"):
         assert re.search(rf"^\s+{command}\s+\S", out, re.M), out
 
 
@@ -101,6 +101,7 @@ def test_help_lists_the_commands(capsys):
         ("train", ["--behavior", "--output", "--preset", "--max-time-s", "--train-fraction", "--seed"]),
         ("evaluate", ["--model", "--behavior", "--test-fraction", "R²"]),
         ("decode", ["--model", "--behavior", "--output", "--overwrite", "DecodedBehavior", "atomically"]),
+        ("pretrain", ["--config", "torchrun", "resume", "[[sessions]]"]),
     ],
 )
 def test_subcommand_help(capsys, command, words):
@@ -117,6 +118,15 @@ def test_missing_required_option_is_a_usage_error(capsys):
         main(["train", "session.nwb", "--behavior", "velocity"])
     assert exit_info.value.code == 2
     assert "--output" in capsys.readouterr().err
+
+
+def test_pretrain_config_errors_are_one_line(tmp_path, capsys):
+    config = tmp_path / "corpus.json"
+    config.write_text('{"output": "model", "sessions": [{"path": "missing.nwb", "behavior": "velocity"}]}')
+    assert main(["pretrain", "--config", str(config)]) == 2
+    assert "No NWB file at" in error_line(capsys)
+    assert main(["pretrain", "--config", str(tmp_path / "absent.toml")]) == 2
+    assert "No configuration file" in error_line(capsys)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -197,7 +197,8 @@ class Trainer:
         # loop state
         self.step, self.epoch, self.step_in_epoch = 0, 0, 0
         self.epoch_losses: list[float] = []
-        self.history: dict[str, list[float]] = {"train_loss": [], "val_r2": []}
+        self.epoch_step_seconds = 0.0  # time in optimisation steps, without validation or checkpoints
+        self.history: dict[str, list[float]] = {"train_loss": [], "val_r2": [], "step_seconds": []}
         self.best_r2, self.best_epoch = -np.inf, 0
         self.best_state = _clone_state(model)
         self.elapsed_before = 0.0  # training time spent before a resume
@@ -223,7 +224,9 @@ class Trainer:
         while self.stopped is None:
             self.model.train()
             while self.step_in_epoch < self.steps_per_epoch:
+                tic = time.perf_counter()
                 self.epoch_losses.append(self.train_step())
+                self.epoch_step_seconds += time.perf_counter() - tic
                 self.step += 1
                 self.step_in_epoch += 1
                 bar.update(1)
@@ -272,8 +275,9 @@ class Trainer:
         val = val_sum / val_count if val_count else float("nan")
         self.history["train_loss"].append(loss_sum / self.ctx.world_size)
         self.history["val_r2"].append(val)
+        self.history["step_seconds"].append(self.ctx.from_main(self.epoch_step_seconds))
         self.epoch += 1
-        self.step_in_epoch, self.epoch_losses = 0, []
+        self.step_in_epoch, self.epoch_losses, self.epoch_step_seconds = 0, [], 0.0
         if not np.isfinite(val) or val > self.best_r2:
             self.best_r2, self.best_epoch, self.best_state = val, self.epoch, _clone_state(self.model)
         elapsed = self.ctx.from_main(self.elapsed())  # rank 0's clock, so that all ranks stop together
@@ -313,7 +317,11 @@ class Trainer:
             self.step,
             shared,
             {"model": self.model.state_dict(), "best": self.best_state, "optimizer": opt_tensors},
-            {"numpy_rng": self.rng.bit_generator.state, "epoch_losses": self.epoch_losses},
+            {
+                "numpy_rng": self.rng.bit_generator.state,
+                "epoch_losses": self.epoch_losses,
+                "epoch_step_seconds": self.epoch_step_seconds,
+            },
             rank_tensors,
         )
 
@@ -345,6 +353,7 @@ class Trainer:
         self.elapsed_before = shared["elapsed"]
         self.rng.bit_generator.state = found["rank_state"]["numpy_rng"]
         self.epoch_losses = found["rank_state"]["epoch_losses"]
+        self.epoch_step_seconds = found["rank_state"]["epoch_step_seconds"]
         torch.set_rng_state(found["rank_tensors"]["torch_rng"])
         if torch.cuda.is_available():
             states = [found["rank_tensors"][k] for k in sorted(found["rank_tensors"]) if k.startswith("cuda_rng_")]
