@@ -579,11 +579,11 @@ def train_decoder(
     seed: int = 0,
     max_epochs: int = 60,
     max_time_s: float | None = 600.0,
-    batch_size: int = 32,
+    batch_size: int = 16,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
     optimizer: str = "adamw",
-    unit_dropout: float = 0.3,
+    unit_dropout: float = 0.1,
     val_fraction: float = 0.1,
     patience: int = 15,
     checkpoint_dir=None,
@@ -614,11 +614,16 @@ def train_decoder(
         data about twice).
     max_time_s : float or None, default: 600
         Wall-clock budget; after each epoch the schedule is re-fitted to end within it.
-    batch_size, lr, weight_decay : training hyper-parameters.
+    batch_size : int, default: 16
+        Windows per step. Within a CPU time budget smaller batches mean more updates: on M1
+        hand velocity with 5 minutes of one core, 16 reached R² 0.84 to 0.85; 8 diverged.
+    lr, weight_decay : float
+        Peak learning rate of the one-cycle schedule and AdamW weight decay.
     optimizer : {"adamw", "lamb"}
         Optimiser.
-    unit_dropout : float, default: 0.3
-        Largest fraction of units dropped from a training window (augmentation).
+    unit_dropout : float, default: 0.1
+        Largest fraction of units dropped from a training window (augmentation; on one
+        session 0.1 beat 0.3, R² 0.85 against 0.84 on M1. :func:`pretrain` uses 0.3).
     val_fraction : float, default: 0.1
         Last fraction of the training time held out for early stopping.
     patience : int, default: 15
