@@ -29,6 +29,7 @@ import torch
 
 import spikeinterface_poyo as sip
 from spikeinterface_poyo.baselines import GRUDecoder, MLPDecoder, WienerFilter
+from spikeinterface_poyo.behavior import read_nwb_epochs
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).parent / "results"
@@ -48,19 +49,6 @@ METHODS = ["poyo", "wiener", "mlp", "gru"]
 LABELS = {"poyo": "POYO {preset}", "wiener": "Wiener", "mlp": "MLP", "gru": "GRU"}
 
 
-def run_intervals(path: Path) -> np.ndarray:
-    """(K, 2) start/stop times of the epochs tagged 'run' in an NWB file's epochs table."""
-    from pynwb import NWBHDF5IO
-
-    with NWBHDF5IO(str(path), "r") as io:
-        epochs = io.read().epochs
-        if epochs is None:
-            raise ValueError(f"{path.name} has no epochs table to find running epochs in.")
-        table = epochs.to_dataframe()
-    running = table[table["tags"].apply(lambda tags: "run" in list(tags))]
-    return running[["start_time", "stop_time"]].to_numpy(dtype=np.float64)
-
-
 def load_dataset(name: str, data_dir: Path):
     """(sorting, behaviour, description) of one benchmark dataset."""
     if name in SIMULATED:
@@ -75,7 +63,7 @@ def load_dataset(name: str, data_dir: Path):
         sorting = se.read_nwb_sorting(str(path))
         behavior = sip.read_nwb_behavior(path, series)
         if run_only:
-            behavior = behavior.restrict(run_intervals(path))
+            behavior = behavior.restrict(read_nwb_epochs(path, "run"))
     return sorting, behavior, {"file": file, "series": series, "running_epochs_only": run_only}
 
 
@@ -115,7 +103,7 @@ def run_poyo(sorting, train, test, seed: int, args) -> dict:
     fit_time = time.perf_counter() - t0
     decoded = sip.decode_behavior(sorting, model, timestamps=test.timestamps, progress_bar=False)
     training = model.meta["training"]
-    extra = {k: training[k] for k in ("epochs", "best_epoch", "steps", "stopped_by")}
+    extra = {k: training[k] for k in ("epochs", "best_epoch", "steps", "stopped_by", "hyperparameters")}
     return {"decoded": decoded, "fit_time_s": fit_time, **extra}
 
 
@@ -146,6 +134,7 @@ def run_method(method: str, sorting, train, test, seeds: list[int], args) -> dic
         "seeds": seeds,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "commit": git_commit(),
+        "torch_threads": torch.get_num_threads(),
     }
     if method == "poyo":
         settings.update(preset=args.preset, max_time_s=args.max_time_s)
@@ -196,7 +185,9 @@ def format_cell(result: dict | None) -> str:
     n = len(result["runs"])
     spread = f" ± {result['r2_std']:.3f}" if n > 1 else ""
     runs = "1 run" if result["settings"]["seeds"] == [None] else f"{n} seed{'s' * (n > 1)}"
-    return f"{result['r2_mean']:.3f}{spread} ({runs}, {result['fit_time_s_mean']:.0f} s)"
+    threads = result["settings"].get("torch_threads")
+    on = f", {threads} thread{'s' * (threads > 1)}" if threads else ""
+    return f"{result['r2_mean']:.3f}{spread} ({runs}, {result['fit_time_s_mean']:.0f} s{on})"
 
 
 def markdown_table(datasets: dict) -> str:
@@ -285,7 +276,10 @@ def main():
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--data-dir", type=Path, default=DATA)
     parser.add_argument("--fresh", action="store_true", help="drop results of datasets not run this time")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     done = {}
     for name in args.datasets:
