@@ -222,3 +222,21 @@ def read_nwb_behavior(path: str | Path, name: str) -> Behavior:
                 f"{len(matches)} series are named {name!r} in {path.name}: {matches}; pass a path instead."
             )
         return behavior_from_timeseries(found[matches[0]])
+
+
+def read_nwb_epochs(path: str | Path, tag: str) -> np.ndarray:
+    """(K, 2) start and stop times of the epochs carrying ``tag`` in an NWB file's epochs table.
+
+    For example ``read_nwb_epochs(path, "run")`` gives the running epochs of a hippocampus
+    session, to restrict a position to them with :meth:`Behavior.restrict`.
+    """
+    from pynwb import NWBHDF5IO
+
+    path = Path(path)
+    with NWBHDF5IO(str(path), "r") as io:
+        epochs = io.read().epochs
+        if epochs is None:
+            raise ValueError(f"{path.name} has no epochs table to find {tag!r} epochs in.")
+        table = epochs.to_dataframe()
+    tagged = table[table["tags"].apply(lambda tags: tag in list(tags))]
+    return tagged[["start_time", "stop_time"]].to_numpy(dtype=np.float64)
