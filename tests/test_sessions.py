@@ -57,6 +57,14 @@ def test_nwb_session_reads_only_when_asked():
     sorting, behavior = source.load()
     assert sorting.get_num_units() == 25
     assert behavior.end_time < 300.0 and behavior.num_dimensions == 2
+    from spikeinterface_poyo.behavior import read_nwb_epochs
+
+    running = read_nwb_epochs(path, "run")
+    _, during_runs = nwb_session(path, "position", epochs="run").load()
+    inside_runs = np.zeros(len(during_runs), dtype=bool)
+    for start, stop in running:
+        inside_runs |= (during_runs.timestamps >= start) & (during_runs.timestamps < stop)
+    assert inside_runs.all() and len(during_runs) < len(sip.read_nwb_behavior(path, "position"))
 
 
 def test_run_config_errors_name_the_fix(tmp_path):

@@ -23,6 +23,7 @@ Example (TOML)::
     session_id = "monkey_a_day1"        # default: the file name
     time_range = [0, 600]               # optional, seconds
     intervals = [[0, 100], [200, 400]]  # optional epochs to keep
+    epochs = "run"                      # optional: epochs table rows tagged "run"
 
     [[sessions]]
     simulated = {seed = 3, duration = 120, num_units = 40}   # sip.simulate_session(**simulated)
@@ -39,7 +40,7 @@ from .sessions import SessionSource, nwb_session
 
 TOP_KEYS = {"output", "preset", "seed", "max_sessions_in_memory", "training", "checkpoint", "sessions", "model"}
 CHECKPOINT_KEYS = {"dir", "every", "resume"}
-NWB_KEYS = {"path", "behavior", "session_id", "time_range", "intervals"}
+NWB_KEYS = {"path", "behavior", "session_id", "time_range", "intervals", "epochs"}
 SIMULATED_KEYS = {"simulated", "session_id"}
 
 
@@ -98,6 +99,7 @@ def session_sources(config: dict) -> list[SessionSource]:
                     session_id=entry.get("session_id"),
                     time_range=tuple(entry["time_range"]) if "time_range" in entry else None,
                     intervals=entry.get("intervals"),
+                    epochs=entry.get("epochs"),
                 )
             )
         else:

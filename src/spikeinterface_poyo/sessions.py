@@ -86,6 +86,7 @@ def nwb_session(
     session_id: str | None = None,
     time_range: tuple[float, float] | None = None,
     intervals=None,
+    epochs: str | None = None,
 ) -> SessionSource:
     """A lazily read NWB session: its units table and one behavioural series.
 
@@ -100,7 +101,9 @@ def nwb_session(
     time_range : (float, float) or None
         Keep only the behaviour in ``[start, stop)`` seconds.
     intervals : array-like or None
-        (K, 2) epochs to keep (for example running epochs), in seconds.
+        (K, 2) epochs to keep, in seconds.
+    epochs : str or None
+        Keep only the epochs of the file's epochs table tagged so (for example ``"run"``).
     """
     path = Path(path)
 
@@ -112,6 +115,10 @@ def nwb_session(
             target = target.time_slice(*time_range)
         if intervals is not None:
             target = target.restrict(np.asarray(intervals, dtype=np.float64))
+        if epochs is not None:
+            from .behavior import read_nwb_epochs
+
+            target = target.restrict(read_nwb_epochs(path, epochs))
         return sorting, target
 
     return SessionSource(session_id or path.stem, load)
