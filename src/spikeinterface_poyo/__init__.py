@@ -19,7 +19,7 @@ from .finetuning import finetune
 from .metrics import r2_score
 from .model import POYO, PRESETS
 from .nwb import load_nwb_session, read_predictions_from_nwb, write_predictions_to_nwb
-from .simulation import simulate_recording, simulate_session
+from .simulation import simulate_corpus, simulate_recording, simulate_session
 from .threshold import threshold_crossings
 from .tokens import SpikeTokens, sorting_to_tokens
 from .training import pretrain, train_decoder
@@ -43,6 +43,7 @@ __all__ = [
     "read_nwb_behavior",
     "read_predictions_from_nwb",
     "save_model",
+    "simulate_corpus",
     "simulate_recording",
     "simulate_session",
     "sorting_to_tokens",

@@ -1,0 +1,281 @@
+"""Transfer benchmark: how much labelled data a new session needs, from scratch or from the shipped model.
+
+For each held-out session (never seen in pretraining), train on the first 70 % of its time
+and score R² (mean over dimensions) on the last 30 %, while labelling only the first part of
+the training time: 1, 2 or 5 minutes, 20 % of it (issue 6's acceptance criterion) or all of
+it. Three methods, each with the same wall-clock budget per run:
+
+- ``scratch``: ``sip.train_decoder`` (a new model of the shipped model's preset);
+- ``unit_id``: ``sip.finetune(sip.load_model(name), mode="unit_identification")``, which
+  learns only the new units' and the new session's embeddings;
+- ``full``: ``sip.finetune(..., mode="full")`` after a short unit-identification warm-up
+  (the budget is split in two halves: at most half for the warm-up, half for the rest).
+
+Every run also stops after ``--max-epochs`` epochs (an epoch shows each labelled second
+about twice) or 15 epochs without a better validation R² on the last 10 % of the labelled
+time, whichever comes first, so runs with few labels end before their budget.
+
+    .venv/bin/python benchmarks/transfer.py [--budget-s 400] [--seeds 0] [--datasets m1_velocity sim1000_0]
+    .venv/bin/python benchmarks/transfer.py --quick --model /tmp/some_model   # smoke test, a minute
+
+Writes benchmarks/results/transfer.json and transfer.md (results of earlier runs with the same
+model and settings are kept, so datasets and amounts can be run in several goes), prints the table and whether the
+acceptance criterion holds: on M1, unit identification with 20 % of the training time
+labelled reaches at least 90 % of the R² that training from scratch gets with all of it,
+and beats training from scratch on the same 20 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from decoding import covered_seconds, git_commit, load_dataset, machine, split_covered_time
+
+import spikeinterface_poyo as sip
+from spikeinterface_poyo.checkpoint import model_sha256, resolve_model_path
+from spikeinterface_poyo.simulation import simulate_corpus
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+RESULTS = Path(__file__).parent / "results"
+TRAIN_FRACTION = 0.7
+MODEL = "poyo_small_sim_hc"
+#: seed of the held-out simulated sessions; the shipped model's corpus uses seed 0
+HELDOUT_SEED = 1000
+SIMULATED = [f"sim{HELDOUT_SEED}_{i}" for i in range(2)]
+DATASETS = ["m1_velocity", *SIMULATED]
+METHODS = ["scratch", "unit_id", "full"]
+LABELS = {"scratch": "from scratch", "unit_id": "unit identification", "full": "full finetuning"}
+AMOUNTS = ["20%", "all", "1min", "2min", "5min"]  # run in this order: the acceptance criterion first
+CRITERION = {"dataset": "m1_velocity", "amount": "20%", "fraction_of_scratch_all": 0.9}
+
+
+def labelled_seconds(amount: str, train_seconds: float) -> float:
+    """Seconds of labelled training time for ``"1min"``, ``"20%"``, ``"all"``, ``"90s"``..."""
+    if amount == "all":
+        return train_seconds
+    if amount.endswith("%"):
+        return float(amount[:-1]) / 100 * train_seconds
+    if amount.endswith("min"):
+        return min(train_seconds, 60.0 * float(amount[:-3]))
+    if amount.endswith("s"):
+        return min(train_seconds, float(amount[:-1]))
+    raise ValueError(f"An amount is 'all', a percentage ('20%'), minutes ('5min') or seconds ('90s'); got {amount!r}.")
+
+
+def heldout_session(name: str, quick: bool):
+    """(sorting, behaviour, description) of a held-out simulated session ``sim{seed}_{i}``."""
+    seed, index = (int(part) for part in name.removeprefix("sim").split("_"))
+    duration = (150.0, 180.0) if quick else (300.0, 600.0)
+    session = simulate_corpus(index + 1, seed=seed, duration=duration)[index]
+    return session["sorting"], session["behavior"], {"simulated": session["params"], "corpus_seed": seed}
+
+
+def run_method(method: str, sorting, labelled, test, seed: int, args) -> dict:
+    """Train one method on the labelled part and score it on the test part."""
+    common = dict(seed=seed, max_epochs=args.max_epochs, progress_bar=False, device="cpu")
+    t0 = time.perf_counter()
+    if method == "scratch":
+        preset = args.preset or sip.load_model(args.model, device="cpu").meta["training"]["preset"]
+        model = sip.train_decoder(sorting, labelled, preset=preset, max_time_s=args.budget_s, **common)
+        session_id, stages = "session", [model.meta["training"]]
+    else:
+        model = sip.load_model(args.model, device="cpu")
+        session_id = "heldout"
+        if method == "unit_id":
+            kwargs = dict(mode="unit_identification", max_time_s=args.budget_s, lr=args.unit_id_lr)
+        else:
+            kwargs = dict(mode="full", warmup_epochs=args.warmup_epochs, max_time_s=args.budget_s / 2)
+        sip.finetune(model, sorting, labelled, session_id=session_id, **kwargs, **common)
+        stages = model.meta["training"]["finetuning"][-1]["stages"]
+    fit_time = time.perf_counter() - t0
+    decoded = sip.decode_behavior(sorting, model, timestamps=test.timestamps, session_id=session_id, progress_bar=False)
+    score = sip.r2_score(test, decoded)
+    keys = ("epochs", "best_epoch", "steps", "stopped_by", "best_val_r2")
+    return {
+        "seed": seed,
+        "r2": score["r2"],
+        "r2_mean": score["mean"],
+        "fit_time_s": round(fit_time, 1),
+        "stages": [{k: s[k] for k in ("stage", "lr", *keys) if k in s} for s in stages],
+    }
+
+
+def summarise(runs: list[dict]) -> dict:
+    means = np.array([r["r2_mean"] for r in runs])
+    return {"runs": runs, "r2_mean": float(means.mean()), "r2_std": float(means.std())}
+
+
+def run_dataset(name: str, args, results: dict) -> None:
+    """Every amount and method on one dataset; results are written after each run."""
+    if name in SIMULATED or name.startswith("sim"):
+        sorting, behavior, source = heldout_session(name, args.quick)
+    else:
+        sorting, behavior, source = load_dataset(name, args.data_dir)
+    train, test = split_covered_time(behavior, TRAIN_FRACTION)
+    train_seconds = covered_seconds(train)
+    entry = results["datasets"].setdefault(name, {})
+    entry.update(
+        source=source,
+        target=behavior.name,
+        num_units=int(sorting.get_num_units()),
+        train_seconds=train_seconds,
+        test_seconds=covered_seconds(test),
+    )
+    amounts = entry.setdefault("amounts", {})
+    print(f"{name}: {entry['num_units']} units, {train_seconds:.0f} s to train, {entry['test_seconds']:.0f} s to test")
+    for amount in args.amounts:
+        seconds = labelled_seconds(amount, train_seconds)
+        labelled = train if amount == "all" else split_covered_time(train, seconds / train_seconds)[0]
+        cell = amounts.setdefault(amount, {"labelled_seconds": covered_seconds(labelled), "methods": {}})
+        cell["labelled_seconds"] = covered_seconds(labelled)
+        for method in args.methods:
+            runs = [run_method(method, sorting, labelled, test, seed, args) for seed in args.seeds]
+            cell["methods"][method] = summarise(runs)
+            r2, fit_time = cell["methods"][method]["r2_mean"], np.mean([r["fit_time_s"] for r in runs])
+            label = f"{amount} ({cell['labelled_seconds']:.0f} s)"
+            print(f"  {label:>14s} {method:8s} R² {r2:.3f} ({fit_time:.0f} s)", flush=True)
+            write_results(results)
+
+
+def criterion(results: dict) -> dict | None:
+    """Issue 6's acceptance criterion on M1, or None when its runs are missing."""
+    try:
+        amounts = results["datasets"][CRITERION["dataset"]]["amounts"]
+        scratch_all = amounts["all"]["methods"]["scratch"]["r2_mean"]
+        scratch_20 = amounts[CRITERION["amount"]]["methods"]["scratch"]["r2_mean"]
+        unit_id_20 = amounts[CRITERION["amount"]]["methods"]["unit_id"]["r2_mean"]
+    except KeyError:
+        return None
+    target = CRITERION["fraction_of_scratch_all"] * scratch_all
+    return {
+        "unit_id_20%": unit_id_20,
+        "scratch_20%": scratch_20,
+        "scratch_all": scratch_all,
+        "target (90 % of scratch_all)": target,
+        "reaches_90%": bool(unit_id_20 >= target),
+        "beats_scratch_20%": bool(unit_id_20 > scratch_20),
+        "holds": bool(unit_id_20 >= target and unit_id_20 > scratch_20),
+    }
+
+
+def markdown_table(results: dict) -> str:
+    """One row per dataset and amount of labelled time; R² (mean ± std over seeds) per method."""
+    header = ["dataset", "labelled", *(LABELS[m] for m in METHODS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, d in results["datasets"].items():
+        for amount, cell in sorted(d.get("amounts", {}).items(), key=lambda item: item[1]["labelled_seconds"]):
+            row = [name, f"{amount} ({cell['labelled_seconds']:.0f} s)"]
+            for m in METHODS:
+                r = cell["methods"].get(m)
+                spread = f" ± {r['r2_std']:.3f}" if r and len(r["runs"]) > 1 else ""
+                row.append(f"{r['r2_mean']:.3f}{spread}" if r else "-")
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def criterion_text(check: dict | None) -> str:
+    if check is None:
+        return "Acceptance criterion: not evaluated (the M1 runs at 20 % and all are missing)."
+    return (
+        f"Acceptance criterion (M1, unit identification with 20 % labelled): R² {check['unit_id_20%']:.3f} "
+        f"against 90 % of from-scratch with all data ({check['target (90 % of scratch_all)']:.3f}): "
+        f"{'yes' if check['reaches_90%'] else 'no'}; against from-scratch with 20 % ({check['scratch_20%']:.3f}): "
+        f"{'better' if check['beats_scratch_20%'] else 'not better'}. "
+        f"Criterion {'HOLDS' if check['holds'] else 'DOES NOT HOLD'}."
+    )
+
+
+def write_results(results: dict) -> None:
+    results["criterion"] = criterion(results)
+    RESULTS.mkdir(exist_ok=True)
+    stem = results["settings"]["stem"]
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    s = results["settings"]
+    note = (
+        f"R² on the last 30 % of each held-out session, training on the first part of its first 70 %. "
+        f"Pretrained model `{s['model']}`; every run had a budget of {s['budget_s']:g} s and at most "
+        f"{s['max_epochs']} epochs; seeds {s['seeds']}. Machine: {results['machine']['processor']}, "
+        f"{results['machine']['cpu_threads']} torch thread(s).\n"
+    )
+    text = note + "\n" + markdown_table(results) + "\n\n" + criterion_text(results["criterion"]) + "\n"
+    (RESULTS / f"{stem}.md").write_text(text)
+
+
+def previous_datasets(args, sha: str) -> dict:
+    """Results of earlier runs with the same model and settings, to be extended (none with --fresh)."""
+    path = RESULTS / f"{args.stem}.json"
+    if args.fresh or not path.exists():
+        return {}
+    previous = json.loads(path.read_text())
+    same = {"model_sha256": sha, "budget_s": args.budget_s, "max_epochs": args.max_epochs, "seeds": args.seeds}
+    same.update(warmup_epochs=args.warmup_epochs, unit_id_lr=args.unit_id_lr)
+    if any(previous["settings"].get(k) != v for k, v in same.items()):
+        return {}
+    return previous["datasets"]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=MODEL, help="shipped model name or saved model folder")
+    parser.add_argument("--datasets", nargs="+", default=["m1_velocity", SIMULATED[0]])
+    parser.add_argument("--amounts", nargs="+", default=AMOUNTS, help="labelled time: all, 20%%, 5min, 90s")
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--budget-s", type=float, default=400.0, help="wall-clock budget of every run")
+    parser.add_argument("--max-epochs", type=int, default=60)
+    parser.add_argument("--warmup-epochs", type=int, default=5, help="unit-identification epochs before full")
+    parser.add_argument("--unit-id-lr", type=float, default=None, help="learning rate of unit identification")
+    parser.add_argument("--preset", default=None, help="preset for from-scratch runs (default: the model's)")
+    parser.add_argument("--data-dir", type=Path, default=DATA)
+    parser.add_argument("--stem", help="name of the result files (default: transfer, or transfer_quick)")
+    parser.add_argument("--fresh", action="store_true", help="drop results of earlier runs with the same settings")
+    parser.add_argument("--quick", action="store_true", help="smoke test: short simulated sessions, tiny budget")
+    args = parser.parse_args(argv)
+    args.stem = args.stem or ("transfer_quick" if args.quick else "transfer")
+    if args.quick:
+        args.datasets = [d for d in args.datasets if d.startswith("sim")] or [SIMULATED[0]]
+        args.amounts, args.budget_s, args.max_epochs, args.warmup_epochs = ["20%", "all"], 5.0, 2, 1
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    path = resolve_model_path(args.model)
+    results = {
+        "protocol": (
+            "train on the first part of the first 70 % of a held-out session's time (its last 10 % for early "
+            "stopping), score R² (mean over dimensions) on the last 30 %"
+        ),
+        "settings": {
+            "model": args.model,
+            "model_sha256": model_sha256(path),
+            "budget_s": args.budget_s,
+            "max_epochs": args.max_epochs,
+            "warmup_epochs": args.warmup_epochs,
+            "unit_id_lr": args.unit_id_lr,
+            "seeds": args.seeds,
+            "quick": args.quick,
+            "stem": args.stem,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": git_commit(),
+        },
+        "machine": machine(),
+        "datasets": previous_datasets(args, model_sha256(path)),
+    }
+    for name in args.datasets:
+        run_dataset(name, args, results)
+    stem = args.stem
+    print()
+    print((RESULTS / f"{stem}.md").read_text())
+    print(f"wrote {RESULTS / (stem + '.json')} and {RESULTS / (stem + '.md')}")
+
+
+if __name__ == "__main__":
+    main()
