@@ -165,3 +165,25 @@ def test_dropout_attention_gradients_match_autograd_of_the_same_mask(monkeypatch
     expected = torch.autograd.grad(reference, (q, k, v), grad)
     for a, b in zip(ours, expected):
         torch.testing.assert_close(a, b)
+
+
+def test_saved_model_is_readable_by_others(tiny_model, tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        folder = sip.save_model(tiny_model, tmp_path / "shared_model")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    for file in folder.iterdir():
+        assert stat.S_IMODE(file.stat().st_mode) == 0o644, file.name
+
+
+def test_shipped_model_loads_and_names_its_training_data():
+    assert "poyo_small_sim_hc" in sip.available_models()
+    model = sip.load_model("poyo_small_sim_hc", device="cpu")
+    sessions = model.meta["training"]["sessions"]
+    assert {"linear_track", "w_maze"} <= set(sessions) and not any("m1" in s for s in sessions)
+    assert model.readout.out_features == 2

@@ -103,6 +103,7 @@ def save_model(model: POYO, path: str | Path) -> Path:
             "weights_sha256": file_sha256(staging / WEIGHTS_FILE),
         }
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        _default_permissions(staging)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
             os.replace(path, old / "model")
@@ -114,6 +115,15 @@ def save_model(model: POYO, path: str | Path) -> Path:
         _remove_tree(staging)
         raise
     return path
+
+
+def _default_permissions(folder: Path) -> None:
+    """Give a folder made by ``mkdtemp`` (0700) and its files the modes the umask allows."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for file in folder.iterdir():
+        file.chmod(0o666 & ~umask)
 
 
 def _remove_tree(path: Path) -> None:
