@@ -258,10 +258,9 @@ def write_results(datasets: dict, fresh: bool) -> dict:
     (RESULTS / "decoding.json").write_text(json.dumps(result, indent=2))
     table = markdown_table(merged)
     note = (
-        "R² on the last 30 % (mean ± std over seeds; number of seeds and mean fit time in brackets; the Wiener "
-        "filter has no seed). "
-        f"Machine: {result['machine']['processor']}, {result['machine']['cpu_threads']} torch threads, "
-        f"{result['machine']['device']}.\n"
+        "R² on the last 30 % (mean ± std over seeds; number of seeds, mean fit time and torch threads in brackets; "
+        "the Wiener filter has no seed). "
+        f"Machine: {result['machine']['processor']}, {result['machine']['device']}.\n"
     )
     (RESULTS / "decoding.md").write_text(note + "\n" + table + "\n")
     return result
