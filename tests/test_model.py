@@ -104,10 +104,10 @@ def test_presets_are_all_buildable():
 
 
 def test_attention_dropout_mask_drops_the_rounded_fraction_uniformly():
-    from spikeinterface_poyo.nn import attention_drop_mask
+    from spikeinterface_poyo.nn import drop_mask
 
     torch.manual_seed(0)
-    drop, keep_prob = attention_drop_mask((64, 4, 32, 501), 0.2, "cpu")
+    drop, keep_prob = drop_mask((64, 4, 32, 501), 0.2, "cpu")
     assert drop.dtype == torch.bool and drop.shape == (64, 4, 32, 501)
     assert keep_prob == 1 - 26 / 128
     assert drop.float().mean().item() == pytest.approx(26 / 128, abs=2e-3)
@@ -146,7 +146,7 @@ def test_rotating_in_place_gives_the_same_values_and_gradients():
 
 
 def test_dropout_attention_gradients_match_autograd_of_the_same_mask(monkeypatch):
-    from spikeinterface_poyo.nn import _DropoutAttention, attention_drop_mask
+    from spikeinterface_poyo.nn import _DropoutAttention, drop_mask
 
     torch.manual_seed(2)
     q, k, v = (torch.randn(2, 2, n, 8, dtype=torch.float64, requires_grad=True) for n in (5, 30, 30))
@@ -154,7 +154,7 @@ def test_dropout_attention_gradients_match_autograd_of_the_same_mask(monkeypatch
     monkeypatch.setattr(_DropoutAttention, "CHUNK_BYTES", 2 * 5 * 30 * 4)  # one window per slice
     out = _DropoutAttention.apply(q, k, v, mask, 0.3, 1234)
     generator = torch.Generator().manual_seed(1234)
-    drop = torch.cat([attention_drop_mask((1, 2, 5, 30), 0.3, "cpu", generator)[0] for _ in range(2)])
+    drop = torch.cat([drop_mask((1, 2, 5, 30), 0.3, "cpu", generator)[0] for _ in range(2)])
     keep = 1 - 38 / 128
     scores = (q * 8**-0.5) @ k.transpose(-2, -1)
     weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
@@ -187,3 +187,16 @@ def test_shipped_model_loads_and_names_its_training_data():
     sessions = model.meta["training"]["sessions"]
     assert {"linear_track", "w_maze"} <= set(sessions) and not any("m1" in s for s in sessions)
     assert model.readout.out_features == 2
+
+
+def test_byte_dropout_keeps_the_mean_and_is_identity_in_eval():
+    from spikeinterface_poyo.nn import ByteDropout
+
+    torch.manual_seed(3)
+    layer = ByteDropout(0.4)
+    x = torch.ones(200_000)
+    y = layer(x)
+    assert ((y == 0).float().mean().item()) == pytest.approx(51 / 128, abs=5e-3)
+    assert y.mean().item() == pytest.approx(1.0, abs=0.01)
+    layer.eval()
+    assert layer(x) is x

@@ -13,7 +13,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .nn import FeedForward, RotaryCrossAttention, RotarySelfAttention, RotaryTimeEmbedding, VocabEmbedding
+from .nn import (
+    ByteDropout,
+    FeedForward,
+    RotaryCrossAttention,
+    RotarySelfAttention,
+    RotaryTimeEmbedding,
+    VocabEmbedding,
+)
 
 #: Architectures by name. ``tiny`` is for tests, ``small`` is the CPU default, and the
 #: two ``poyo_*`` entries are the paper's single-session (1.3M) and multi-session
@@ -164,7 +171,7 @@ class POYO(nn.Module):
         nn.init.normal_(self.token_type_emb.weight, std=emb_init_scale)
         nn.init.normal_(self.latent_emb.weight, std=emb_init_scale)
         self.rotary_emb = RotaryTimeEmbedding(dim_head, dim_head // 2, t_min, t_max)
-        self.dropout = nn.Dropout(lin_dropout)
+        self.dropout = ByteDropout(lin_dropout)
 
         self.enc_atn = RotaryCrossAttention(
             dim=dim, heads=cross_heads, dim_head=dim_head, dropout=atn_dropout, rotate_value=True

@@ -131,44 +131,39 @@ class RotaryTimeEmbedding(nn.Module):
         super().__init__()
         if rotate_dim % 2 or rotate_dim > head_dim:
             raise ValueError("rotate_dim must be even and no larger than head_dim.")
-        omega = torch.zeros(head_dim // 2)  # zeros for the channels that do not turn (torch_brain's layout)
+        omega = torch.zeros(head_dim // 2)  # zero for the pairs that do not turn (torch_brain's layout)
         omega[: rotate_dim // 2] = 2 * math.pi / logspace_periods(rotate_dim // 2, t_min, t_max)
         self.register_buffer("omega", omega)
-        self.rotate_dim = rotate_dim
 
     @torch.no_grad()
     def forward(self, timestamps: Tensor) -> Tensor:
-        """(...,) seconds -> (..., rotate_dim / 2) complex64 phasors."""
-        angles = timestamps.float()[..., None] * self.omega[: self.rotate_dim // 2]
+        """(...,) seconds -> (..., Dh / 2) complex64 phasors (1 for the pairs that do not turn)."""
+        angles = timestamps.float()[..., None] * self.omega
         return torch.polar(torch.ones_like(angles), angles)
 
 
 def apply_rotary(x: Tensor, phasors: Tensor, inverse: bool = False, inplace: bool = False) -> Tensor:
-    """Rotate the first channel pairs of (B, H, N, Dh) ``x`` by (B, N, R / 2) phasors.
+    """Rotate the channel pairs of (B, H, N, Dh) ``x`` by (B, N, Dh / 2) phasors.
 
-    Only the first R channels turn; the rest pass through. ``inverse`` rotates by the
-    opposite angle. ``inplace`` overwrites ``x`` (when autograd does not need it), which
-    saves copying the channels that do not turn. Computed in float32, returned in x's dtype.
+    ``inverse`` rotates by the opposite angle. ``inplace`` overwrites ``x`` (for inference:
+    it saves a copy); out of place, all pairs go through one complex multiplication, since
+    slicing the turning ones apart would cost backward more than it saves. Computed in
+    float32, returned in x's dtype.
     """
     turn = (phasors.conj() if inverse else phasors)[:, None]
-    rotated = 2 * turn.shape[-1]
-    head = x[..., :rotated].unflatten(-1, (-1, 2))
-    viewable = all(s % 2 == 0 for s in head.stride()[:-1])  # view_as_complex needs even strides
-    if inplace and viewable and x.dtype == torch.float32:
-        torch.view_as_complex(head).mul_(turn)
+    pairs = x.unflatten(-1, (-1, 2))
+    if inplace and x.dtype == torch.float32 and all(s % 2 == 0 for s in pairs.stride()[:-1]):
+        torch.view_as_complex(pairs).mul_(turn)  # a view of x's strided channels, turned in place
         return x
-    head = head.float() if viewable else head.float().contiguous()
-    turned = torch.view_as_real(torch.view_as_complex(head) * turn).flatten(-2)
-    return torch.cat([turned.to(x.dtype), x[..., rotated:]], dim=-1)
+    turned = torch.view_as_complex(pairs.float().contiguous()) * turn
+    return torch.view_as_real(turned).flatten(-2).to(x.dtype)
 
 
-def attention_drop_mask(
-    shape: tuple, p: float, device, generator: torch.Generator | None = None
-) -> tuple[Tensor, float]:
-    """Which attention weights dropout zeroes, and the probability of keeping one.
+def drop_mask(shape: tuple, p: float, device, generator: torch.Generator | None = None) -> tuple[Tensor, float]:
+    """Which elements dropout zeroes, and the probability of keeping one.
 
-    ``torch.bernoulli`` draws one random number per weight, which costs more than the
-    attention itself at POYO's sizes on a CPU. Here one 64-bit draw gives eight bytes,
+    ``torch.bernoulli`` draws one random number per element, which on a CPU costs more
+    than POYO's attention itself. Here one 64-bit draw gives eight bytes,
     whose low seven bits are compared with ``p`` rounded to a multiple of 1/128.
     """
     threshold = round(p * 128)
@@ -214,7 +209,7 @@ class _DropoutAttention(torch.autograd.Function):
         log_norm = q.new_empty(q.shape[:-1] + (1,))
         for b in _DropoutAttention._slices(q, k):
             weights, log_norm[b] = _DropoutAttention._weights(q[b], k[b], None if mask is None else mask[b])
-            drop, keep_prob = attention_drop_mask(weights.shape, p, q.device, generator)
+            drop, keep_prob = drop_mask(weights.shape, p, q.device, generator)
             torch.matmul(weights.masked_fill_(drop, 0.0), v[b], out=out[b])
         out.div_(keep_prob)
         ctx.save_for_backward(q, k, v, out, log_norm, mask)
@@ -229,7 +224,7 @@ class _DropoutAttention(torch.autograd.Function):
         scale = q.shape[-1] ** -0.5
         for b in _DropoutAttention._slices(q, k):
             weights, _ = _DropoutAttention._weights(q[b], k[b], None if mask is None else mask[b], log_norm[b])
-            drop, keep_prob = attention_drop_mask(weights.shape, ctx.p, q.device, generator)
+            drop, keep_prob = drop_mask(weights.shape, ctx.p, q.device, generator)
             kept = weights.masked_fill(drop, 0.0).div_(keep_prob)
             torch.matmul(kept.transpose(-2, -1), grad_out[b], out=grad_v[b])
             del kept
@@ -273,25 +268,20 @@ def rotary_attention(
     is rotated back by the query time, so it encodes relative time. Returns (B, Nq, H Dh).
     """
     q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))
-    # q, k and v are fresh projections that backward does not need: rotate them in place
-    q = apply_rotary(q, q_rotary, inplace=True)
-    k = apply_rotary(k, kv_rotary, inplace=True)
+    # without autograd, the fresh projections q, k and v are rotated in place
+    inplace = not torch.is_grad_enabled()
+    q = apply_rotary(q, q_rotary, inplace=inplace)
+    k = apply_rotary(k, kv_rotary, inplace=inplace)
     if rotate_value:
-        v = apply_rotary(v, kv_rotary, inplace=True)
+        v = apply_rotary(v, kv_rotary, inplace=inplace)
     attn_mask = None if mask is None else mask[:, None, None, :]
     if dropout > 0:
         out = attention_with_dropout(q, k, v, attn_mask, dropout)
     else:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-    if rotate_value:  # SDPA's backward needs its output, so that is rotated out of place
-        out = apply_rotary(out, q_rotary, inverse=True, inplace=not torch.is_grad_enabled())
+    if rotate_value:
+        out = apply_rotary(out, q_rotary, inverse=True, inplace=inplace)
     return out.transpose(1, 2).flatten(-2)
-
-
-def _split(x: Tensor, parts: int) -> list[Tensor]:
-    """``x.chunk(parts, -1)`` as separate slices, which (unlike chunks) may be rotated in place."""
-    width = x.shape[-1] // parts
-    return [x[..., i * width : (i + 1) * width] for i in range(parts)]
 
 
 class RotaryCrossAttention(nn.Module):
@@ -349,8 +339,8 @@ class RotaryCrossAttention(nn.Module):
         q = self.to_q(self.norm(x_query))
         kv = self.to_kv(self.norm_context(x_context))
         if context_index is not None:
-            kv = kv[context_index]
-        k, v = _split(kv, 2)
+            kv = F.embedding(context_index, kv)  # a gather whose backward sums rows fast
+        k, v = kv.chunk(2, dim=-1)
         out = rotary_attention(
             q,
             k,
@@ -385,7 +375,7 @@ class RotarySelfAttention(nn.Module):
 
     def forward(self, x: Tensor, rotary_time_emb: Tensor, x_mask: Tensor | None = None) -> Tensor:
         """(B, N, D) -> (B, N, D)."""
-        q, k, v = _split(self.to_qkv(self.norm(x)), 3)
+        q, k, v = self.to_qkv(self.norm(x)).chunk(3, dim=-1)
         out = rotary_attention(
             q,
             k,
@@ -398,6 +388,26 @@ class RotarySelfAttention(nn.Module):
             self.rotate_value,
         )
         return self.to_out(out)
+
+
+class ByteDropout(nn.Module):
+    """``nn.Dropout`` whose mask comes from :func:`drop_mask` on CPUs (``p`` rounded to a
+    multiple of 1/128); on GPUs it is ``F.dropout``."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p <= 0:
+            return x
+        if x.is_cuda:
+            return F.dropout(x, self.p, training=True)
+        drop, keep_prob = drop_mask(x.shape, self.p, x.device)
+        return x.masked_fill(drop, 0.0) / keep_prob
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 class GEGLU(nn.Module):
@@ -416,7 +426,7 @@ class FeedForward(nn.Module):
         self.net = nn.Sequential(
             nn.Linear(dim, dim * mult * 2),
             GEGLU(),
-            nn.Dropout(dropout),
+            ByteDropout(dropout),
             nn.Linear(dim * mult, dim),
         )
 
