@@ -166,22 +166,26 @@ def drop_mask(shape: tuple, p: float, device, generator: torch.Generator | None 
     than POYO's attention itself. Here one 64-bit draw gives eight bytes,
     whose low seven bits are compared with ``p`` rounded to a multiple of 1/128.
     """
-    threshold = round(p * 128)
     n = math.prod(shape)
     words = torch.empty((n + 7) // 8, dtype=torch.int64, device=device).random_(generator=generator)
     random_bytes = words.view(torch.uint8)[:n].view(shape)
-    return random_bytes.bitwise_and_(127) < threshold, 1.0 - threshold / 128
+    return random_bytes.bitwise_and_(127) < round(p * 128), keep_probability(p)
+
+
+def keep_probability(p: float) -> float:
+    """1 - p, with p rounded to a multiple of 1/128 as :func:`drop_mask` draws it."""
+    return 1.0 - round(p * 128) / 128
 
 
 class _DropoutAttention(torch.autograd.Function):
     """Attention with dropout that keeps neither the weights nor the mask for backward.
 
-    Forward saves q, k, v, the output, the softmax normaliser (one number per query) and
-    the seed of the dropout mask; backward recomputes the weights and redraws the same
-    mask. This trades one extra q k^T product for the two (B, H, Nq, Nk) tensors that
-    would otherwise stay in memory, the largest activations of POYO's encoder. Both
-    passes run over slices of the batch, so no more than ``CHUNK_BYTES`` of weights
-    exist at once.
+    Forward saves q, k, v, the output and the seed of the dropout mask; backward
+    recomputes the weights and redraws the same mask. This trades one extra q k^T
+    product for the two (B, H, Nq, Nk) tensors that would otherwise stay in memory, the
+    largest activations of POYO's encoder. Both passes run over slices of the batch, so
+    no more than ``CHUNK_BYTES`` of weights exist at once, and the 1 / (1 - p) scaling
+    is applied to the small (.., Dh) tensors rather than to the weights.
     """
 
     CHUNK_BYTES = 32 * 2**20
@@ -193,47 +197,45 @@ class _DropoutAttention(torch.autograd.Function):
         return [slice(i, i + step) for i in range(0, q.shape[0], step)]
 
     @staticmethod
-    def _weights(q, k, mask, log_norm=None):
-        """exp(scores - log_norm), and log_norm (the softmax normaliser) when not given."""
+    def _weights(q, k, mask):
+        """softmax(q k^T / sqrt(Dh)) over the real keys."""
         scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
         if mask is not None:
             scores.masked_fill_(~mask, float("-inf"))
-        if log_norm is None:
-            log_norm = torch.logsumexp(scores, dim=-1, keepdim=True)
-        return scores.sub_(log_norm).exp_(), log_norm
+        return scores.softmax(dim=-1)
 
     @staticmethod
     def forward(ctx, q, k, v, mask, p, seed):
         generator = torch.Generator(q.device).manual_seed(seed)
         out = q.new_empty(q.shape[:-1] + v.shape[-1:])
-        log_norm = q.new_empty(q.shape[:-1] + (1,))
         for b in _DropoutAttention._slices(q, k):
-            weights, log_norm[b] = _DropoutAttention._weights(q[b], k[b], None if mask is None else mask[b])
+            weights = _DropoutAttention._weights(q[b], k[b], None if mask is None else mask[b])
             drop, keep_prob = drop_mask(weights.shape, p, q.device, generator)
             torch.matmul(weights.masked_fill_(drop, 0.0), v[b], out=out[b])
         out.div_(keep_prob)
-        ctx.save_for_backward(q, k, v, out, log_norm, mask)
+        ctx.save_for_backward(q, k, v, out, mask)
         ctx.p, ctx.seed = p, seed
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, out, log_norm, mask = ctx.saved_tensors
+        q, k, v, out, mask = ctx.saved_tensors
         generator = torch.Generator(q.device).manual_seed(ctx.seed)
         grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        scale = q.shape[-1] ** -0.5
+        grad_kept = grad_out / keep_probability(ctx.p)  # the gradient reaching the kept weights
         for b in _DropoutAttention._slices(q, k):
-            weights, _ = _DropoutAttention._weights(q[b], k[b], None if mask is None else mask[b], log_norm[b])
-            drop, keep_prob = drop_mask(weights.shape, ctx.p, q.device, generator)
-            kept = weights.masked_fill(drop, 0.0).div_(keep_prob)
-            torch.matmul(kept.transpose(-2, -1), grad_out[b], out=grad_v[b])
+            weights = _DropoutAttention._weights(q[b], k[b], None if mask is None else mask[b])
+            drop, _ = drop_mask(weights.shape, ctx.p, q.device, generator)
+            kept = weights.masked_fill(drop, 0.0)
+            torch.matmul(kept.transpose(-2, -1), grad_kept[b], out=grad_v[b])
             del kept
-            grad_weights = (grad_out[b] @ v[b].transpose(-2, -1)).masked_fill_(drop, 0.0).div_(keep_prob)
+            grad_weights = (grad_kept[b] @ v[b].transpose(-2, -1)).masked_fill_(drop, 0.0)
             row = (grad_out[b] * out[b]).sum(dim=-1, keepdim=True)  # = sum_j weights_ij * grad_weights_ij
             grad_scores = grad_weights.sub_(row).mul_(weights)
             del weights
             torch.matmul(grad_scores, k[b], out=grad_q[b])
             torch.matmul(grad_scores.transpose(-2, -1), q[b], out=grad_k[b])
+        scale = q.shape[-1] ** -0.5
         return grad_q.mul_(scale), grad_k.mul_(scale), grad_v, None, None, None
 
 
