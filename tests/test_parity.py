@@ -20,6 +20,8 @@ def test_torch_brain_checkpoint_matches_its_outputs():
         output = model(**batch)
     assert output.shape == expected.shape
     torch.testing.assert_close(output, expected, atol=1e-5, rtol=1e-5)
+    # with autograd on, rotation takes its out-of-place path: the same function
+    torch.testing.assert_close(model(**batch).detach(), expected, atol=1e-5, rtol=1e-5)
     assert model.unit_emb.vocab[1:] == [f"rat1/unit{i}" for i in range(7)]
     assert model.session_emb.vocab == ["NA", "rat1", "rat2"]
     # the torch_brain parameter names are ours too

@@ -254,11 +254,13 @@ class POYO(nn.Module):
         num_types = self.token_type_emb.num_embeddings
         pairs, token_pair = torch.unique(input_unit_index * num_types + input_token_type, return_inverse=True)
         token_table = self.unit_emb(pairs // num_types) + self.token_type_emb(pairs % num_types)
-        token_rotary = self.rotary_emb(input_timestamps)
+        # without autograd, rotation is done in place on the turning channels only
+        turning_only = not torch.is_grad_enabled()
+        token_rotary = self.rotary_emb(input_timestamps, turning_only)
         latents = self.latent_emb(latent_index)
-        latent_rotary = self.rotary_emb(latent_timestamps)
+        latent_rotary = self.rotary_emb(latent_timestamps, turning_only)
         queries = self.session_emb(session_index)[:, None, :].expand(-1, output_timestamps.shape[1], -1)
-        query_rotary = self.rotary_emb(output_timestamps)
+        query_rotary = self.rotary_emb(output_timestamps, turning_only)
 
         latents = latents + self.enc_atn(latents, token_table, latent_rotary, token_rotary, input_mask, token_pair)
         latents = latents + self.enc_ffn(latents)

@@ -134,16 +134,23 @@ class RotaryTimeEmbedding(nn.Module):
         omega = torch.zeros(head_dim // 2)  # zero for the pairs that do not turn (torch_brain's layout)
         omega[: rotate_dim // 2] = 2 * math.pi / logspace_periods(rotate_dim // 2, t_min, t_max)
         self.register_buffer("omega", omega)
+        self.rotate_dim = rotate_dim
 
     @torch.no_grad()
-    def forward(self, timestamps: Tensor) -> Tensor:
-        """(...,) seconds -> (..., Dh / 2) complex64 phasors (1 for the pairs that do not turn)."""
-        angles = timestamps.float()[..., None] * self.omega
+    def forward(self, timestamps: Tensor, turning_only: bool = False) -> Tensor:
+        """(...,) seconds -> (..., Dh / 2) complex64 phasors (1 for the pairs that do not turn).
+
+        With ``turning_only``, only the ``rotate_dim / 2`` phasors of the pairs that turn.
+        """
+        omega = self.omega[: self.rotate_dim // 2] if turning_only else self.omega
+        angles = timestamps.float()[..., None] * omega
         return torch.polar(torch.ones_like(angles), angles)
 
 
 def apply_rotary(x: Tensor, phasors: Tensor, inverse: bool = False, inplace: bool = False) -> Tensor:
-    """Rotate the channel pairs of (B, H, N, Dh) ``x`` by (B, N, Dh / 2) phasors.
+    """Rotate the channel pairs of (B, H, N, Dh) ``x`` by (B, N, P) phasors (P <= Dh / 2).
+
+    The first P pairs turn, the others (if any) pass through.
 
     ``inverse`` rotates by the opposite angle. ``inplace`` overwrites ``x`` (for inference:
     it saves a copy); out of place, all pairs go through one complex multiplication, since
@@ -153,8 +160,11 @@ def apply_rotary(x: Tensor, phasors: Tensor, inverse: bool = False, inplace: boo
     turn = (phasors.conj() if inverse else phasors)[:, None]
     pairs = x.unflatten(-1, (-1, 2))
     if inplace and x.dtype == torch.float32 and all(s % 2 == 0 for s in pairs.stride()[:-1]):
-        torch.view_as_complex(pairs).mul_(turn)  # a view of x's strided channels, turned in place
+        # a view of x's strided channels, turned in place (only the pairs given phasors)
+        torch.view_as_complex(pairs[..., : turn.shape[-1], :]).mul_(turn)
         return x
+    if turn.shape[-1] < pairs.shape[-2]:  # pairs without a phasor do not turn
+        turn = torch.cat([turn, turn.new_ones(turn.shape[:-1] + (pairs.shape[-2] - turn.shape[-1],))], dim=-1)
     turned = torch.view_as_complex(pairs.float().contiguous()) * turn
     return torch.view_as_real(turned).flatten(-2).to(x.dtype)
 
