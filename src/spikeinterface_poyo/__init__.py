@@ -19,6 +19,7 @@ from .finetuning import finetune
 from .metrics import r2_score
 from .model import POYO, PRESETS
 from .nwb import load_nwb_session, read_predictions_from_nwb, write_predictions_to_nwb
+from .sessions import SessionSource, nwb_session
 from .simulation import simulate_corpus, simulate_recording, simulate_session
 from .threshold import threshold_crossings
 from .tokens import SpikeTokens, sorting_to_tokens
@@ -26,6 +27,7 @@ from .training import pretrain, train_decoder
 
 __all__ = [
     "Behavior",
+    "SessionSource",
     "ComputePoyoDecoding",
     "POYO",
     "available_models",
@@ -39,6 +41,7 @@ __all__ = [
     "load_model",
     "load_nwb_session",
     "load_torch_brain_checkpoint",
+    "nwb_session",
     "r2_score",
     "read_nwb_behavior",
     "read_predictions_from_nwb",
