@@ -69,7 +69,12 @@ class Distributed:
         return self.gather(float(value))[0]
 
     def end(self) -> None:
+        """Leave the process group we joined, once every rank got here and DDP is gone."""
         if self.created_group and dist.is_initialized():
+            import gc
+
+            gc.collect()  # DDP's reducer must go before its process group does
+            dist.barrier()
             dist.destroy_process_group()
 
 

@@ -236,6 +236,7 @@ class Trainer:
             bar.total = self.schedule_total
             bar.set_postfix(loss=f"{self.history['train_loss'][-1]:.3f}", val_r2=f"{self.history['val_r2'][-1]:.3f}")
         bar.close()
+        self.net = self.model  # drop the DDP wrapper (and its hooks on the process group)
         self.model.load_state_dict(self.best_state)
         self.model.eval()
         return {
