@@ -449,7 +449,7 @@ def _half_copy_then_full_disk(source, target, *args, **kwargs):
         (nwb, "_build", _raise, RuntimeError),
         (pynwb.NWBHDF5IO, "write", "write_then_raise", RuntimeError),
         (nwb, "_verify", _raise, RuntimeError),
-        (nwb, "_fsync", _raise, RuntimeError),
+        (nwb, "fsync_file", _raise, RuntimeError),
         (nwb.os, "replace", _raise, RuntimeError),
         (nwb, "_append", "interrupt", KeyboardInterrupt),
     ],

@@ -30,6 +30,7 @@ import pynwb
 from hdmf.common import DynamicTableRegion
 
 from . import __version__
+from ._fsync import fsync_file, fsync_folder
 from .behavior import Behavior, read_nwb_behavior
 
 logger = logging.getLogger(__name__)
@@ -421,14 +422,6 @@ def _timestamps(series) -> np.ndarray:
     return (series.starting_time or 0.0) + np.arange(n) / float(series.rate)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _copy(source: Path, target: Path) -> None:
     """Copy the bytes and the permission bits (the replaced file keeps its mode)."""
     try:
@@ -546,7 +539,7 @@ def write_predictions_to_nwb(
                 _remove_object(tmp, name)
             _append(tmp, predictions, name, provenance, metrics_json, rows)
             _verify(tmp, predictions, name, before, replaced)
-            _fsync(tmp)
+            fsync_file(tmp)
             now = source.stat()
             if (now.st_size, now.st_mtime_ns) != (stamp.st_size, stamp.st_mtime_ns):
                 raise NWBWriteError(f"{source} was modified by someone else during the write; nothing was written.")
@@ -560,7 +553,7 @@ def write_predictions_to_nwb(
         except BaseException:  # KeyboardInterrupt: still never leave the copy behind
             tmp.unlink(missing_ok=True)
             raise
-    _fsync_folder(target.parent)
+    fsync_folder(target.parent)
     return target
 
 
@@ -579,16 +572,6 @@ def _check_existing(summary: _FileSummary, name: str, overwrite: bool, path: Pat
             "only decoded series are ever replaced. Choose another name."
         )
     return True
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ._fsync import fsync_file, fsync_folder
 from .checkpoint import file_sha256
 from .distributed import Distributed
 
@@ -49,22 +50,14 @@ def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], info: dict) -> d
     return {"state": state, "param_groups": info["param_groups"]}
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj))
-    _fsync(path)
+    fsync_file(path)
 
 
 def _write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path)
-    _fsync(path)
+    fsync_file(path)
 
 
 class TrainingCheckpoints:
@@ -121,11 +114,11 @@ class TrainingCheckpoints:
                 "sha256": {name: file_sha256(staging / name) for name in files},
             }
             _write_json(staging / MANIFEST, manifest)  # written last: its presence marks completeness
-            _fsync(staging)
+            fsync_folder(staging)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(staging, final)
-            _fsync(self.folder)
+            fsync_folder(self.folder)
             for old in self.existing()[self.keep :]:
                 shutil.rmtree(old, ignore_errors=True)
         self.ctx.barrier()
