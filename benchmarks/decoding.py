@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
-import subprocess
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from _provenance import git_commit, machine
 
 import spikeinterface_poyo as sip
 from spikeinterface_poyo.baselines import GRUDecoder, MLPDecoder, WienerFilter
@@ -169,15 +167,6 @@ def run_dataset(name: str, args) -> dict:
     return entry
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def format_cell(result: dict | None) -> str:
     """``R² mean ± std (n seeds, mean fit time)``, or ``-`` when the method was not run."""
     if result is None:
@@ -204,29 +193,6 @@ def markdown_table(datasets: dict) -> str:
         row += [format_cell(d["methods"].get(m)) for m in METHODS]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "cpu_threads": torch.get_num_threads(),
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "torch": torch.__version__,
-        "spikeinterface_poyo": sip.__version__,
-    }
 
 
 def write_results(datasets: dict, fresh: bool) -> dict:

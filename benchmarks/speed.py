@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _provenance import machine
 from safetensors.torch import load_file, save_file
 
-import spikeinterface_poyo as sip
 from spikeinterface_poyo.decoding import predict_tokens
 from spikeinterface_poyo.model import POYO
 from spikeinterface_poyo.tokens import collate_spike_windows, sorting_to_tokens
@@ -290,29 +289,6 @@ def markdown(result: dict) -> str:
     for d in result["decode_hour"]:
         lines.append(f"| {d['preset']} | {d['device']} | {d['seconds']:.1f} s | {d['realtime_factor']:.0f}× |")
     return "\n".join(lines) + "\n"
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "cpu_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "spikeinterface_poyo": sip.__version__,
-    }
 
 
 def main():

@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from decoding import covered_seconds, git_commit, load_dataset, machine, split_covered_time
+from _provenance import git_commit, machine
+from decoding import covered_seconds, load_dataset, split_covered_time
 
 import spikeinterface_poyo as sip
 from spikeinterface_poyo.checkpoint import model_sha256, resolve_model_path

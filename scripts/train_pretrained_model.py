@@ -21,7 +21,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -34,6 +33,9 @@ import spikeinterface_poyo as sip
 from spikeinterface_poyo.behavior import read_nwb_epochs
 from spikeinterface_poyo.checkpoint import PRETRAINED_DIR, model_sha256
 from spikeinterface_poyo.simulation import simulate_corpus
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _provenance import git_commit  # noqa: E402  (shared with the benchmarks)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: (session id, file, behaviour series) of the real sessions; position during running only
@@ -74,15 +76,6 @@ def simulated_sessions(num_sessions: int, seed: int, duration: tuple[float, floa
     sessions = [(s["sorting"], s["behavior"], s["session_id"]) for s in corpus]
     described = [{"session_id": s["session_id"], **s["params"]} for s in corpus]
     return sessions, described
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def folder_bytes(path: Path) -> int:
