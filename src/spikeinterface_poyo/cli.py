@@ -309,7 +309,7 @@ def cmd_pretrain(args) -> None:
         config.get("preset", "small"),
         seed=config.get("seed", 0),
         max_sessions_in_memory=config.get("max_sessions_in_memory"),
-        checkpoint_dir=resolve(checkpoint, "dir") if "dir" in checkpoint else None,
+        checkpoint_dir=resolve(config, checkpoint["dir"]) if "dir" in checkpoint else None,
         checkpoint_every=checkpoint.get("every"),
         resume=checkpoint.get("resume", False),
         progress_bar=_progress(),
@@ -317,7 +317,7 @@ def cmd_pretrain(args) -> None:
         **config.get("model", {}),
     )
     if int(os.environ.get("RANK", "0")) == 0:
-        path = save_model(model, resolve(config, "output"))
+        path = save_model(model, resolve(config, config["output"]))
         record = model.meta["training"]
         print(
             f"pretrained on {len(record['sessions'])} sessions with {record['world_size']} process(es): "

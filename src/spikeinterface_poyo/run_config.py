@@ -67,9 +67,7 @@ def read_config(path: str | Path) -> dict:
     if not config["sessions"]:
         raise ValueError(f"{path.name} lists no sessions.")
     _check_keys(config.get("checkpoint", {}), CHECKPOINT_KEYS, f"{path.name} [checkpoint]")
-    base = path.resolve().parent
-    config["_base"] = base
-    config.get("checkpoint", {})["_base"] = base
+    config["_base"] = path.resolve().parent
     return config
 
 
@@ -91,10 +89,9 @@ def session_sources(config: dict) -> list[SessionSource]:
             _check_keys(entry, NWB_KEYS, where)
             if "behavior" not in entry:
                 raise ValueError(f"{where}: name the behavioural series to decode with behavior = ...")
-            path = Path(entry["path"])
             sources.append(
                 nwb_session(
-                    path if path.is_absolute() else config["_base"] / path,
+                    resolve(config, entry["path"]),
                     entry["behavior"],
                     session_id=entry.get("session_id"),
                     time_range=tuple(entry["time_range"]) if "time_range" in entry else None,
@@ -116,6 +113,7 @@ def _simulated_source(kwargs: dict, session_id: str) -> SessionSource:
     return SessionSource(str(session_id), load)
 
 
-def resolve(config: dict, key: str) -> Path:
-    path = Path(config[key])
+def resolve(config: dict, path) -> Path:
+    """A path from the configuration, relative to the configuration file unless absolute."""
+    path = Path(path)
     return path if path.is_absolute() else config["_base"] / path
