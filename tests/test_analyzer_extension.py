@@ -76,6 +76,10 @@ def test_compute_matches_decode_behavior_and_stores_json_and_arrays(session, rec
     assert params["model_sha256"] == sip.checkpoint.model_sha256(model_path)
     assert params["timestamps_source"] == "given"
     assert all(isinstance(v, (np.ndarray, dict)) for v in ext.data.values())
+    # job kwargs reach the decoder: two forward passes at a time, the same values
+    parallel = analyzer.compute("poyo_decoding", model=model_path, timestamps=behavior.timestamps, n_jobs=2)
+    np.testing.assert_allclose(parallel.get_data().values, expected.values, atol=1e-5)
+    ext = analyzer.get_extension("poyo_decoding")
 
     if format == "binary_folder":
         files = {p.suffix for p in (analyzer.folder / "extensions" / "poyo_decoding").iterdir()}

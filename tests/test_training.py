@@ -35,6 +35,16 @@ def test_decoding_defaults_to_the_whole_span_at_the_behaviour_rate(simulated, ti
     assert np.isfinite(decoded.values).all()
 
 
+def test_parallel_decoding_matches_serial_and_restores_threads(simulated, tiny_model):
+    sorting, behavior = simulated
+    t = behavior.timestamps[::3]
+    threads = torch.get_num_threads()
+    serial = sip.decode_behavior(sorting, tiny_model, timestamps=t, batch_size=64, n_jobs=1, progress_bar=False)
+    parallel = sip.decode_behavior(sorting, tiny_model, timestamps=t, batch_size=3, n_jobs=2, progress_bar=False)
+    np.testing.assert_allclose(parallel.values, serial.values, atol=1e-5)
+    assert torch.get_num_threads() == threads
+
+
 def test_nan_samples_are_left_out(simulated):
     sorting, behavior = simulated
     holed = sip.Behavior(behavior.timestamps, behavior.values.copy(), name="velocity")

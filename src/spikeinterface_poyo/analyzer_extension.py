@@ -50,10 +50,13 @@ class ComputePoyoDecoding(AnalyzerExtension):
         Session the sorting belongs to; defaults to the model's only session.
     rate : float or None, default: None
         Sampling rate (Hz) of the default timestamps.
-    batch_size : int, default: 64
+    batch_size : int, default: 16
         Windows per forward pass.
     model_sha256 : str or None, default: None
         Expected sha256 of the model's weights; filled in on compute, checked on recompute.
+    **job_kwargs
+        ``n_jobs`` (forward passes at once on a CPU, see :func:`decode_behavior`) and
+        ``progress_bar``.
 
     Stored parameters (JSON): ``model_path`` (absolute), ``model_sha256``, ``session_id``,
     ``rate``, ``batch_size`` and ``timestamps_source`` ("given" or "sorting span"). The
@@ -76,7 +79,7 @@ class ComputePoyoDecoding(AnalyzerExtension):
     depend_on = []
     need_recording = False
     use_nodepipeline = False
-    need_job_kwargs = False
+    need_job_kwargs = True  # n_jobs and progress_bar reach decode_behavior
     need_backward_compatibility_on_load = False
 
     def __init__(self, sorting_analyzer):
@@ -109,7 +112,7 @@ class ComputePoyoDecoding(AnalyzerExtension):
         timestamps=None,
         session_id=None,
         rate=None,
-        batch_size=64,
+        batch_size=16,
         model_sha256=None,
         timestamps_source=None,  # written by a previous compute; recorded, not an input
     ):
@@ -132,13 +135,14 @@ class ComputePoyoDecoding(AnalyzerExtension):
 
     # ---- computing ---------------------------------------------------------------------------
 
-    def _run(self, verbose=False):
+    def _run(self, verbose=False, **job_kwargs):
         model = self._get_model()
         sorting = self.sorting_analyzer.sorting
-        self.data = self._decode(sorting, model, self._timestamps, progress_bar=verbose)
+        progress_bar = job_kwargs.get("progress_bar", verbose)
+        self.data = self._decode(sorting, model, self._timestamps, progress_bar, job_kwargs.get("n_jobs"))
         self._timestamps = None
 
-    def _decode(self, sorting, model, timestamps, progress_bar=False) -> dict:
+    def _decode(self, sorting, model, timestamps, progress_bar=False, n_jobs=None) -> dict:
         """Decode every segment; returns the extension's data dict (arrays and one JSON dict)."""
         from spikeinterface.core.segmentutils import SelectSegmentSorting
 
@@ -155,6 +159,7 @@ class ComputePoyoDecoding(AnalyzerExtension):
                 rate=self.params["rate"],
                 batch_size=self.params["batch_size"],
                 progress_bar=progress_bar,
+                n_jobs=n_jobs,
             )
             data[f"timestamps_segment{seg}"] = decoded.timestamps
             data[f"decoded_segment{seg}"] = decoded.values

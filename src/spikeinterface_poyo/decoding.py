@@ -3,6 +3,9 @@ whose predictions are blended into one continuous series."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -22,15 +25,38 @@ def _center_weight(relative_times: np.ndarray, length: float) -> np.ndarray:
     return 1.0 - np.abs(2.0 * relative_times / length - 1.0) + 1e-3
 
 
-@torch.no_grad()
+def _worker_count(n_jobs, device: torch.device) -> int:
+    """Parallel forward passes: SpikeInterface's ``n_jobs`` (-1 all cores, a float a fraction) on a
+    CPU; one on a GPU, which runs a batch's kernels in parallel by itself."""
+    from spikeinterface.core.job_tools import fix_job_kwargs
+
+    if device.type != "cpu":
+        return 1
+    return max(1, int(fix_job_kwargs({} if n_jobs is None else {"n_jobs": n_jobs})["n_jobs"]))
+
+
+@contextmanager
+def _single_threaded_ops(active: bool):
+    """Run each torch operation on its calling thread, so that workers, not one operation's
+    threads, share the cores; the caller's setting is restored afterwards."""
+    threads = torch.get_num_threads()
+    if active:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def predict_tokens(
     model: POYO,
     tokens: SpikeTokens,
     timestamps: np.ndarray,
     session_id: str | None = None,
-    batch_size: int = 64,
+    batch_size: int = 16,
     overlap: float = 0.5,
     progress_bar: bool = False,
+    n_jobs: int | float | None = None,
 ) -> np.ndarray:
     """Standardised predictions of ``model`` at ``timestamps`` from one segment's spikes.
 
@@ -44,12 +70,16 @@ def predict_tokens(
         (T,) sorted times in seconds.
     session_id : str or None
         Session embedding to query with; defaults to ``tokens.session_id``.
-    batch_size : int, default: 64
-        Windows per forward pass.
+    batch_size : int, default: 16
+        Windows per forward pass (small batches keep a CPU's caches warm).
     overlap : float, default: 0.5
         Fraction of a window shared with the next one.
     progress_bar : bool, default: False
         Show a tqdm bar over batches.
+    n_jobs : int, float or None, default: None
+        On a CPU, forward passes run this many at a time, each single-threaded (-1: one per
+        core). None takes SpikeInterface's global job setting (``si.set_global_job_kwargs``);
+        with 1, one pass at a time uses torch's own threads. Ignored on a GPU.
 
     Returns
     -------
@@ -72,28 +102,37 @@ def predict_tokens(
     lo = np.searchsorted(timestamps, starts, side="left")
     hi = np.searchsorted(timestamps, starts + length, side="left")
     starts = starts[hi > lo]
-
-    was_training = model.training
-    model.eval()
     device = model.device
-    batches = range(0, len(starts), batch_size)
-    for b in tqdm(batches, desc="decoding", disable=not progress_bar, unit="batch"):
-        batch_starts = starts[b : b + batch_size]
+
+    def forward(batch_starts: np.ndarray):
         inputs = collate_spike_windows(tokens, batch_starts, length, vocab_index)
         index, mask, relative = collate_query_windows(timestamps, batch_starts, length)
         latent_index, latent_timestamps = model.latent_tokens(len(batch_starts))
-        out = model(
-            **{k: v.to(device) for k, v in inputs.items()},
-            latent_index=latent_index,
-            latent_timestamps=latent_timestamps,
-            session_index=torch.full((len(batch_starts),), session_index, device=device),
-            output_timestamps=relative.to(device),
-        )
-        out = out.float().cpu().numpy()
-        w = _center_weight(relative.numpy(), length) * mask
-        np.add.at(total, index[mask], out[mask] * w[mask][:, None])
-        np.add.at(weight, index[mask], w[mask])
-    model.train(was_training)
+        with torch.no_grad():  # per thread: workers do not inherit the caller's grad mode
+            out = model(
+                **{k: v.to(device) for k, v in inputs.items()},
+                latent_index=latent_index,
+                latent_timestamps=latent_timestamps,
+                session_index=torch.full((len(batch_starts),), session_index, device=device),
+                output_timestamps=relative.to(device),
+            )
+        return index, mask, relative.numpy(), out.float().cpu().numpy()
+
+    batches = [starts[b : b + batch_size] for b in range(0, len(starts), batch_size)]
+    workers = min(_worker_count(n_jobs, device), len(batches))
+    was_training = model.training
+    model.eval()
+    try:
+        with _single_threaded_ops(workers > 1), ThreadPoolExecutor(workers) as pool:
+            results = pool.map(forward, batches) if workers > 1 else map(forward, batches)
+            for index, mask, relative, out in tqdm(
+                results, total=len(batches), desc="decoding", disable=not progress_bar, unit="batch"
+            ):
+                w = _center_weight(relative, length) * mask
+                np.add.at(total, index[mask], out[mask] * w[mask][:, None])
+                np.add.at(weight, index[mask], w[mask])
+    finally:
+        model.train(was_training)
     covered = weight > 0
     total[covered] /= weight[covered][:, None]
     total[~covered] = np.nan
@@ -130,8 +169,9 @@ def decode_behavior(
     timestamps=None,
     session_id: str | None = None,
     rate: float | None = None,
-    batch_size: int = 64,
+    batch_size: int = 16,
     progress_bar: bool = True,
+    n_jobs: int | float | None = None,
 ) -> Behavior | list[Behavior]:
     """Decode behaviour from a sorting with a trained POYO model.
 
@@ -151,10 +191,13 @@ def decode_behavior(
         Session the sorting belongs to; defaults to the model's only session.
     rate : float or None
         Sampling rate (Hz) of the default timestamps.
-    batch_size : int, default: 64
+    batch_size : int, default: 16
         Windows per forward pass.
     progress_bar : bool, default: True
         Show a tqdm progress bar.
+    n_jobs : int, float or None, default: None
+        Forward passes run at once on a CPU, each single-threaded (-1: one per core); None
+        takes SpikeInterface's global ``n_jobs``. Ignored on a GPU.
 
     Returns
     -------
@@ -179,7 +222,9 @@ def decode_behavior(
             if t.ndim != 1 or not np.all(np.isfinite(t)):
                 raise ValueError("timestamps must be a 1-D array of finite times in seconds.")
             t = np.sort(t)
-        pred = predict_tokens(model, tokens, t, session_id, batch_size=batch_size, progress_bar=progress_bar)
+        pred = predict_tokens(
+            model, tokens, t, session_id, batch_size=batch_size, progress_bar=progress_bar, n_jobs=n_jobs
+        )
         decoded.append(
             Behavior(
                 t,

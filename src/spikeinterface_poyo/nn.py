@@ -144,7 +144,7 @@ class RotaryTimeEmbedding(nn.Module):
         """
         omega = self.omega[: self.rotate_dim // 2] if turning_only else self.omega
         angles = timestamps.float()[..., None] * omega
-        return torch.polar(torch.ones_like(angles), angles)
+        return torch.complex(angles.cos(), angles.sin())  # torch.polar's cos and sin are not vectorised
 
 
 def apply_rotary(x: Tensor, phasors: Tensor, inverse: bool = False, inplace: bool = False) -> Tensor:
@@ -262,24 +262,41 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
     return _DropoutAttention.apply(q, k, v, mask, p, seed)
 
 
+def split_heads(x: Tensor, heads: int) -> Tensor:
+    """(B, N, H Dh) -> (B, H, N, Dh), a view."""
+    return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+
+def gather_heads(table: Tensor, index: Tensor, groups: int) -> Tensor:
+    """Rows of a (K, G Dh) ``table`` picked by (B, N) ``index``, laid out (B, G, N, Dh).
+
+    One ``index_select`` straight into the layout attention reads; gathering (B, N, G Dh)
+    and transposing would leave each head strided, which makes rotating it in place
+    several times slower.
+    """
+    num_rows = table.shape[0]
+    head_major = table.unflatten(-1, (groups, -1)).transpose(0, 1).reshape(groups * num_rows, -1)
+    offsets = torch.arange(groups, device=index.device)[:, None] * num_rows
+    rows = (index[:, None, :] + offsets).flatten()
+    return head_major.index_select(0, rows).view(*index.shape[:1], groups, index.shape[1], -1)
+
+
 def rotary_attention(
     q: Tensor,
     k: Tensor,
     v: Tensor,
     q_rotary: Tensor,
     kv_rotary: Tensor,
-    heads: int,
     mask: Tensor | None,
     dropout: float,
     rotate_value: bool,
 ) -> Tensor:
     """Multi-head attention with rotary time embeddings.
 
-    ``q``: (B, Nq, H Dh), ``k``/``v``: (B, Nk, H Dh), ``mask``: (B, Nk) True where a
+    ``q``: (B, H, Nq, Dh), ``k``/``v``: (B, H, Nk, Dh), ``mask``: (B, Nk) True where a
     key is real. With ``rotate_value`` the values carry their time too, and the output
     is rotated back by the query time, so it encodes relative time. Returns (B, Nq, H Dh).
     """
-    q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (q, k, v))
     # without autograd, the fresh projections q, k and v are rotated in place
     inplace = not torch.is_grad_enabled()
     q = apply_rotary(q, q_rotary, inplace=inplace)
@@ -348,18 +365,20 @@ class RotaryCrossAttention(nn.Module):
         distinct context rows: keys and values are computed once per row and gathered,
         which gives the same result when many context tokens share a row.
         """
-        q = self.to_q(self.norm(x_query))
+        q = split_heads(self.to_q(self.norm(x_query)), self.heads)
         kv = self.to_kv(self.norm_context(x_context))
-        if context_index is not None:
-            kv = F.embedding(context_index, kv)  # a gather whose backward sums rows fast
-        k, v = kv.chunk(2, dim=-1)
+        if context_index is not None and not torch.is_grad_enabled():
+            k, v = gather_heads(kv, context_index, 2 * self.heads).chunk(2, dim=1)
+        else:
+            if context_index is not None:
+                kv = F.embedding(context_index, kv)  # a gather whose backward sums rows fast
+            k, v = (split_heads(t, self.heads) for t in kv.chunk(2, dim=-1))
         out = rotary_attention(
             q,
             k,
             v,
             query_pos_emb,
             context_pos_emb,
-            self.heads,
             context_mask,
             self.dropout if self.training else 0.0,
             self.rotate_value,
@@ -387,14 +406,13 @@ class RotarySelfAttention(nn.Module):
 
     def forward(self, x: Tensor, rotary_time_emb: Tensor, x_mask: Tensor | None = None) -> Tensor:
         """(B, N, D) -> (B, N, D)."""
-        q, k, v = self.to_qkv(self.norm(x)).chunk(3, dim=-1)
+        q, k, v = (split_heads(t, self.heads) for t in self.to_qkv(self.norm(x)).chunk(3, dim=-1))
         out = rotary_attention(
             q,
             k,
             v,
             rotary_time_emb,
             rotary_time_emb,
-            self.heads,
             x_mask,
             self.dropout if self.training else 0.0,
             self.rotate_value,
