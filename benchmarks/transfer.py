@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import json
 import time
 from pathlib import Path
@@ -192,20 +193,47 @@ def criterion_text(check: dict | None) -> str:
     )
 
 
+def merge(into: dict, new: dict) -> dict:
+    """Nested dicts merged, ``new`` winning wherever both have a value."""
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def same_settings(a: dict, b: dict) -> bool:
+    """Whether two runs' results belong in one table: same model, budget, epochs, seeds, recipe."""
+    keys = ("model_sha256", "budget_s", "max_epochs", "seeds", "warmup_epochs", "unit_id_lr")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
 def write_results(results: dict) -> None:
-    results["criterion"] = criterion(results)
+    """Write the JSON and markdown table, merged with what other runs of the same settings wrote.
+
+    A lock file serialises the read-merge-write, so runs on different datasets or amounts can
+    go on side by side (one per core) and share one table.
+    """
     RESULTS.mkdir(exist_ok=True)
     stem = results["settings"]["stem"]
-    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2))
-    s = results["settings"]
-    note = (
-        f"R² on the last 30 % of each held-out session, training on the first part of its first 70 %. "
-        f"Pretrained model `{s['model']}`; every run had a budget of {s['budget_s']:g} s and at most "
-        f"{s['max_epochs']} epochs; seeds {s['seeds']}. Machine: {results['machine']['processor']}, "
-        f"{results['machine']['cpu_threads']} torch thread(s).\n"
-    )
-    text = note + "\n" + markdown_table(results) + "\n\n" + criterion_text(results["criterion"]) + "\n"
-    (RESULTS / f"{stem}.md").write_text(text)
+    path = RESULTS / f"{stem}.json"
+    with open(RESULTS / f".{stem}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        on_disk = json.loads(path.read_text()) if path.exists() else None
+        if on_disk is not None and same_settings(on_disk["settings"], results["settings"]):
+            results["datasets"] = merge(on_disk["datasets"], results["datasets"])
+        results["criterion"] = criterion(results)
+        path.write_text(json.dumps(results, indent=2))
+        s = results["settings"]
+        note = (
+            f"R² on the last 30 % of each held-out session, training on the first part of its first 70 %. "
+            f"Pretrained model `{s['model']}`; every run had a budget of {s['budget_s']:g} s and at most "
+            f"{s['max_epochs']} epochs; seeds {s['seeds']}. Machine: {results['machine']['processor']}, "
+            f"{results['machine']['cpu_threads']} torch thread(s).\n"
+        )
+        text = note + "\n" + markdown_table(results) + "\n\n" + criterion_text(results["criterion"]) + "\n"
+        (RESULTS / f"{stem}.md").write_text(text)
 
 
 def previous_datasets(args, sha: str) -> dict:
@@ -214,11 +242,9 @@ def previous_datasets(args, sha: str) -> dict:
     if args.fresh or not path.exists():
         return {}
     previous = json.loads(path.read_text())
-    same = {"model_sha256": sha, "budget_s": args.budget_s, "max_epochs": args.max_epochs, "seeds": args.seeds}
-    same.update(warmup_epochs=args.warmup_epochs, unit_id_lr=args.unit_id_lr)
-    if any(previous["settings"].get(k) != v for k, v in same.items()):
-        return {}
-    return previous["datasets"]
+    settings = {"model_sha256": sha, "budget_s": args.budget_s, "max_epochs": args.max_epochs, "seeds": args.seeds}
+    settings.update(warmup_epochs=args.warmup_epochs, unit_id_lr=args.unit_id_lr)
+    return previous["datasets"] if same_settings(previous["settings"], settings) else {}
 
 
 def parse_args(argv=None) -> argparse.Namespace:

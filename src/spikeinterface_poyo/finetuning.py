@@ -63,10 +63,10 @@ def finetune(
     seed: int = 0,
     max_epochs: int = 60,
     max_time_s: float | None = 600.0,
-    batch_size: int = 32,
+    batch_size: int = 16,
     lr: float | None = None,
     weight_decay: float = 1e-4,
-    unit_dropout: float = 0.3,
+    unit_dropout: float = 0.1,
     val_fraction: float = 0.1,
     patience: int = 15,
     device=None,
@@ -95,7 +95,9 @@ def finetune(
         finetuning when not given.
     seed, max_epochs, max_time_s, batch_size, weight_decay, unit_dropout, val_fraction, patience, \
 device, progress_bar
-        As in :func:`train_decoder`.
+        As in :func:`train_decoder`, with its defaults (batch 16, unit dropout 0.1: on M1 with
+        20 % of the training time labelled, unit identification from the shipped model scored
+        R² 0.722 with them against 0.697 with batch 32 and unit dropout 0.3).
 
     Returns
     -------
