@@ -8,6 +8,7 @@ from spikeinterface_poyo.simulation import (
     simulate_corpus,
     simulate_reaches,
     simulate_session,
+    unit_rates,
 )
 
 MIXED = {"velocity": 0.5, "position": 0.3, "untuned": 0.2}
@@ -94,12 +95,58 @@ def test_binned_spike_times_stay_in_their_bins_and_in_the_session():
 
 def test_reaches_are_smooth_with_holds():
     rng = np.random.default_rng(0)
-    position, velocity = simulate_reaches(60.0, 100.0, rng)
+    position, velocity, _ = simulate_reaches(60.0, 100.0, rng)
     speed = np.linalg.norm(velocity, axis=1)
     assert velocity.shape == (6000, 2) and position.shape == (6000, 2)
     assert np.mean(speed < 0.1 * speed.max()) > 0.2  # holds between reaches
     assert np.abs(position).max() < 1.6  # reaches go out to about the unit circle and back
     assert np.corrcoef(velocity[:-5, 0], velocity[5:, 0])[0, 1] > 0.8  # smooth at 50 ms
+
+
+def test_reach_plan_points_at_the_next_reach_while_the_hand_is_still():
+    rng = np.random.default_rng(1)
+    position, velocity, plan = simulate_reaches(120.0, 100.0, rng)
+    speed = np.linalg.norm(velocity, axis=1)
+    planning = np.linalg.norm(plan, axis=1) > 0
+    assert 0.05 < planning.mean() < 0.5
+    assert np.percentile(speed[planning], 99) < 0.15 * speed.max()  # only while the hand is still
+    np.testing.assert_allclose(np.linalg.norm(plan[planning], axis=1), 1.0)
+    # each planning period ends where a reach starts, and points where the hand then goes
+    ends = np.flatnonzero(planning[:-1] & ~planning[1:])
+    assert len(ends) > 30
+    for end in ends:
+        ahead = position[min(end + 60, len(position) - 1)] - position[end]  # 0.6 s into the reach
+        assert ahead @ plan[end] > 0.8 * np.linalg.norm(ahead)
+
+
+def test_preparatory_tuning_scales_rates_with_the_plan():
+    tuning = {
+        "tuning": np.array(["velocity", "velocity"]),
+        "baseline_hz": np.array([10.0, 10.0]),
+        "preferred_direction": np.array([0.0, 0.0]),
+        "gain": np.array([0.5, 0.5]),
+        "lag_s": np.zeros(2),
+        "preparatory_direction": np.array([0.0, np.pi / 2]),
+        "preparatory_gain": np.array([0.8, 0.8]),
+    }
+    still = np.zeros((3, 2))
+    plan = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 0.0]])  # towards, away from unit 0's direction, none
+    rates = unit_rates(still, still, tuning, 0, 3, plan)
+    np.testing.assert_allclose(rates[0, 0] / rates[2, 0], np.exp(0.8))
+    np.testing.assert_allclose(rates[1, 0] / rates[2, 0], np.exp(-0.8))
+    np.testing.assert_allclose(rates[:, 1], rates[2, 1])  # orthogonal to unit 1's direction
+    np.testing.assert_allclose(unit_rates(still, still, tuning, 0, 3)[:, 0], rates[2, 0])
+
+
+def test_preparatory_activity_is_a_property_of_reaching_sessions():
+    common = dict(duration=20.0, num_units=20, tuning_fractions={"velocity": 0.8, "untuned": 0.2}, seed=2)
+    sorting, _ = simulate_session(behavior="reaching", preparatory_gain=0.7, **common)
+    depth = sorting.get_property("preparatory_gain")
+    velocity_units = sorting.get_property("tuning") == "velocity"
+    assert np.all((depth[velocity_units] >= 0) & (depth[velocity_units] <= 0.7))
+    assert np.isnan(depth[~velocity_units]).all()
+    plain, _ = simulate_session(behavior="velocity", preparatory_gain=0.7, **common)
+    assert "preparatory_gain" not in plain.get_property_keys()  # no reaches, nothing to prepare
 
 
 def test_random_sessions_are_heterogeneous():
@@ -113,6 +160,9 @@ def test_random_sessions_are_heterogeneous():
     assert len({p["lag"][1] for p in params}) > 20 and max(p["lag"][1] for p in params) <= 0.15
     assert len({p["firing_rates"] for p in params}) == 40
     assert {p["spike_time_precision"] for p in params} == {None, 0.05}
+    preparatory = [p["preparatory_gain"] for p in params if p["behavior"] == "reaching"]
+    assert min(preparatory) >= 0.3 and len(set(preparatory)) > 5
+    assert all(p["preparatory_gain"] == 0 for p in params if p["behavior"] != "reaching")
     assert all(abs(sum(p["tuning_fractions"].values()) - 1) < 0.01 for p in params)
 
 

@@ -47,7 +47,7 @@ def simulate_reaches(
     reach_time: tuple[float, float] = (0.6, 1.2),
     hold_time: float = 0.5,
     num_targets: int = 8,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Position and velocity (T, 2) of centre-out reaches with minimum-jerk trajectories.
 
     The hand reaches from the centre to one of ``num_targets`` targets on the unit circle and
@@ -59,11 +59,16 @@ def simulate_reaches(
     -------
     position, velocity : np.ndarray
         (T, 2) each, sampled at ``rate``; the velocity is in target radii per second.
+    plan : np.ndarray
+        (T, 2) unit vector towards the next target during the hold before each outward reach,
+        zero otherwise. Motor cortex fires before a movement, tuned to the reach to come
+        (preparatory activity), so a velocity decoder has to learn to stay at zero then.
     """
     n = int(round(duration * rate))
-    velocity = np.zeros((n, 2))
+    velocity, plan = np.zeros((n, 2)), np.zeros((n, 2))
     i, at_centre, here = 0, True, np.zeros(2)
     while i < n:
+        hold_start = i
         i += int(rng.exponential(hold_time) * rate)
         if i >= n:
             break
@@ -71,6 +76,7 @@ def simulate_reaches(
         if at_centre:
             angle = 2 * np.pi * (rng.integers(num_targets) / num_targets) + rng.normal(0, 0.1)
             goal = rng.uniform(0.8, 1.2) * np.array([np.cos(angle), np.sin(angle)])
+            plan[hold_start:i] = (goal - here) / np.linalg.norm(goal - here)
         else:
             goal = rng.normal(0, 0.05, 2)
         s = (np.arange(steps) + 0.5) / steps
@@ -79,7 +85,7 @@ def simulate_reaches(
         velocity[i:stop] = np.outer(profile[: stop - i], goal - here)
         i, here, at_centre = stop, goal, not at_centre
     velocity += simulate_velocity(duration, rate, rng, timescale=0.1)[:n] * 0.05 * np.abs(velocity).max()
-    return np.cumsum(velocity, axis=0) / rate, velocity
+    return np.cumsum(velocity, axis=0) / rate, velocity, plan
 
 
 def simulate_foraging(
@@ -98,16 +104,16 @@ def simulate_foraging(
 
 
 def behavior_signals(kind: str, duration: float, rate: float, rng: np.random.Generator):
-    """Position and velocity (T, 2) of a behaviour in :data:`BEHAVIORS`, and which one is read out."""
+    """Position, velocity and reach plan (T, 2; the plan None but for reaches) of a behaviour in
+    :data:`BEHAVIORS`, and which one is read out."""
     if kind == "velocity":
         velocity = simulate_velocity(duration, rate, rng)
-        return leaky_integral(velocity, rate), velocity, "velocity"
+        return leaky_integral(velocity, rate), velocity, None, "velocity"
     if kind == "reaching":
-        position, velocity = simulate_reaches(duration, rate, rng)
-        return position, velocity, "velocity"
+        return *simulate_reaches(duration, rate, rng), "velocity"
     if kind == "position":
         position, velocity = simulate_foraging(duration, rate, rng)
-        return position, velocity, "position"
+        return position, velocity, None, "position"
     raise ValueError(f"behavior must be one of {BEHAVIORS}, got {kind!r}.")
 
 
@@ -158,11 +164,14 @@ def draw_tuning(
     return tuning
 
 
-def unit_rates(position: np.ndarray, velocity: np.ndarray, tuning: dict, start: int, stop: int) -> np.ndarray:
+def unit_rates(
+    position: np.ndarray, velocity: np.ndarray, tuning: dict, start: int, stop: int, plan: np.ndarray | None = None
+) -> np.ndarray:
     """Rates (stop - start, U) on the 1 ms grid; a unit's rate at row i follows the behaviour at i + its lag.
 
     ``position`` and ``velocity`` are standardised; velocity units are log-linear in the
-    velocity (cosine tuning) and the speed, position units have a Gaussian place field.
+    velocity (cosine tuning) and the speed, and with a ``plan`` (:func:`simulate_reaches`) in the
+    upcoming reach direction; position units have a Gaussian place field.
     """
     kinds = tuning["tuning"]
     rates = np.empty((stop - start, len(kinds)))
@@ -179,6 +188,9 @@ def unit_rates(position: np.ndarray, velocity: np.ndarray, tuning: dict, start: 
                 if "speed_gain" in tuning:
                     speed = np.linalg.norm(velocity[rows], axis=1, keepdims=True)
                     drive = drive + tuning["speed_gain"][units] * (speed - 1.0)
+                if plan is not None:
+                    angle, depth = tuning["preparatory_direction"][units], tuning["preparatory_gain"][units]
+                    drive = drive + plan[rows] @ np.stack([np.cos(angle), np.sin(angle)]) * depth
                 rates[:, units] = baseline * np.exp(drive)
             elif kind == "position":
                 centre = np.stack([tuning["field_x"][units], tuning["field_y"][units]], axis=1)
@@ -191,7 +203,9 @@ def unit_rates(position: np.ndarray, velocity: np.ndarray, tuning: dict, start: 
     return rates
 
 
-def draw_spikes(position, velocity, tuning, num_rows: int, rng, gain_noise: float) -> tuple[np.ndarray, np.ndarray]:
+def draw_spikes(
+    position, velocity, tuning, num_rows: int, rng, gain_noise: float, plan=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Poisson spike counts on the 1 ms grid, drawn chunk by chunk; returns (bins, units) per spike."""
     log_gain = None
     if gain_noise > 0:  # a slow population-wide gain fluctuation unrelated to behaviour
@@ -199,7 +213,7 @@ def draw_spikes(position, velocity, tuning, num_rows: int, rng, gain_noise: floa
     all_bins, all_units = [], []
     for start in range(0, num_rows, CHUNK):
         stop = min(num_rows, start + CHUNK)
-        rates = unit_rates(position, velocity, tuning, start, stop)
+        rates = unit_rates(position, velocity, tuning, start, stop, plan)
         if log_gain is not None:
             rates *= np.exp(log_gain[start:stop, None] - gain_noise**2 / 2)
         counts = rng.poisson(rates / FINE_RATE)
@@ -225,6 +239,7 @@ def simulate_session(
     gains: tuple[float, float] = (0.3, 1.0),
     gain_noise: float = 0.0,
     spike_time_precision: float | None = None,
+    preparatory_gain: float = 0.0,
 ):
     """Simulate a sorting whose units are tuned to a 2-D behaviour.
 
@@ -272,6 +287,11 @@ def simulate_session(
     spike_time_precision : float or None, default: None
         If given, every spike time is redrawn uniformly inside its bin of this width (in
         seconds), as in recordings only available as binned counts.
+    preparatory_gain : float, default: 0
+        With ``behavior="reaching"`` and ``tuning_fractions``: velocity units also fire
+        before each outward reach, log-linear in its direction (see :func:`simulate_reaches`) along a
+        preferred direction of their own, with a depth drawn uniformly from
+        [0, ``preparatory_gain``] (properties ``preparatory_direction``, ``preparatory_gain``).
 
     Returns
     -------
@@ -290,12 +310,18 @@ def simulate_session(
     max_lag = float(np.max(lag))
     if np.min(lag) < 0:
         raise ValueError(f"lag must not be negative, got {lag}.")
-    position, velocity, readout = behavior_signals(behavior, duration + max_lag, FINE_RATE, rng)
+    position, velocity, plan, readout = behavior_signals(behavior, duration + max_lag, FINE_RATE, rng)
     standard_velocity = velocity if behavior == "velocity" else velocity / velocity.std()
     standard_position = (position - position.mean(axis=0)) / position.std(axis=0)
     tuning = draw_tuning(num_units, rng, firing_rates, log_rates, gains, lag, tuning_fractions, standard_position)
+    if preparatory_gain > 0 and plan is not None and tuning_fractions is not None:
+        velocity_units = tuning["tuning"] == "velocity"
+        tuning["preparatory_direction"] = np.where(velocity_units, rng.uniform(0, 2 * np.pi, num_units), np.nan)
+        tuning["preparatory_gain"] = np.where(velocity_units, rng.uniform(0, preparatory_gain, num_units), np.nan)
+    else:
+        plan = None
     num_rows = len(velocity) - int(round(max_lag * FINE_RATE))
-    bins, units = draw_spikes(standard_position, standard_velocity, tuning, num_rows, rng, gain_noise)
+    bins, units = draw_spikes(standard_position, standard_velocity, tuning, num_rows, rng, gain_noise, plan)
     times = (bins + rng.random(len(bins))) / FINE_RATE
     if spike_time_precision is not None:
         times = (np.floor(times / spike_time_precision) + rng.random(len(times))) * spike_time_precision
@@ -322,8 +348,9 @@ def random_session_params(rng: np.random.Generator, duration: tuple[float, float
     the mix of velocity-, position- and untuned units, response latencies (0 up to
     50-150 ms per unit), population gain noise, behaviour sampling rate (20-100 Hz),
     behaviour (half centre-out reaching, a fifth random velocity, the rest foraging with
-    position read out), and whether spike times are only known to 50 ms (a third of
-    sessions, as in binned recordings).
+    position read out), whether spike times are only known to 50 ms (a third of
+    sessions, as in binned recordings), and in reaching sessions preparatory activity
+    before each reach (depths up to 0.3-1.0).
     """
     behavior = str(rng.choice(BEHAVIORS, p=[0.2, 0.5, 0.3]))
     if behavior == "position":
@@ -346,6 +373,7 @@ def random_session_params(rng: np.random.Generator, duration: tuple[float, float
         gain_noise=float(np.round(rng.uniform(0.0, 0.4), 2)),
         spike_time_precision=0.05 if rng.random() < 1 / 3 else None,
         seed=int(rng.integers(2**31)),
+        preparatory_gain=float(np.round(rng.uniform(0.3, 1.0), 2)) if behavior == "reaching" else 0.0,
     )
 
 
