@@ -142,7 +142,7 @@ def run_dataset(name: str, args, results: dict) -> None:
             r2, fit_time = cell["methods"][method]["r2_mean"], np.mean([r["fit_time_s"] for r in runs])
             label = f"{amount} ({cell['labelled_seconds']:.0f} s)"
             print(f"  {label:>14s} {method:8s} R² {r2:.3f} ({fit_time:.0f} s)", flush=True)
-            write_results(results)
+            write_results(results, args.fresh)
 
 
 def criterion(results: dict) -> dict | None:
@@ -193,14 +193,13 @@ def criterion_text(check: dict | None) -> str:
     )
 
 
-def merge(into: dict, new: dict) -> dict:
-    """Nested dicts merged, ``new`` winning wherever both have a value."""
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            merge(into[key], value)
-        else:
-            into[key] = value
-    return into
+def fill_in(ours: dict, theirs: dict) -> None:
+    """Add to the nested dict ``ours``, in place, what only ``theirs`` has (ours wins)."""
+    for key, value in theirs.items():
+        if key not in ours:
+            ours[key] = value
+        elif isinstance(value, dict) and isinstance(ours[key], dict):
+            fill_in(ours[key], value)
 
 
 def same_settings(a: dict, b: dict) -> bool:
@@ -209,8 +208,9 @@ def same_settings(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
-def write_results(results: dict) -> None:
-    """Write the JSON and markdown table, merged with what other runs of the same settings wrote.
+def write_results(results: dict, fresh: bool = False) -> None:
+    """Write the JSON and markdown table, with what other runs of the same settings wrote
+    (unless ``fresh``: then this run's table replaces the file).
 
     A lock file serialises the read-merge-write, so runs on different datasets or amounts can
     go on side by side (one per core) and share one table.
@@ -221,8 +221,8 @@ def write_results(results: dict) -> None:
     with open(RESULTS / f".{stem}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         on_disk = json.loads(path.read_text()) if path.exists() else None
-        if on_disk is not None and same_settings(on_disk["settings"], results["settings"]):
-            results["datasets"] = merge(on_disk["datasets"], results["datasets"])
+        if on_disk is not None and not fresh and same_settings(on_disk["settings"], results["settings"]):
+            fill_in(results["datasets"], on_disk["datasets"])
         results["criterion"] = criterion(results)
         path.write_text(json.dumps(results, indent=2))
         s = results["settings"]
@@ -261,7 +261,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--preset", default=None, help="preset for from-scratch runs (default: the model's)")
     parser.add_argument("--data-dir", type=Path, default=DATA)
     parser.add_argument("--stem", help="name of the result files (default: transfer, or transfer_quick)")
-    parser.add_argument("--fresh", action="store_true", help="drop results of earlier runs with the same settings")
+    parser.add_argument("--fresh", action="store_true", help="start the table anew (not with runs going on beside)")
     parser.add_argument("--quick", action="store_true", help="smoke test: short simulated sessions, tiny budget")
     args = parser.parse_args(argv)
     args.stem = args.stem or ("transfer_quick" if args.quick else "transfer")
