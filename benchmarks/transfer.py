@@ -236,17 +236,6 @@ def write_results(results: dict, fresh: bool = False) -> None:
         (RESULTS / f"{stem}.md").write_text(text)
 
 
-def previous_datasets(args, sha: str) -> dict:
-    """Results of earlier runs with the same model and settings, to be extended (none with --fresh)."""
-    path = RESULTS / f"{args.stem}.json"
-    if args.fresh or not path.exists():
-        return {}
-    previous = json.loads(path.read_text())
-    settings = {"model_sha256": sha, "budget_s": args.budget_s, "max_epochs": args.max_epochs, "seeds": args.seeds}
-    settings.update(warmup_epochs=args.warmup_epochs, unit_id_lr=args.unit_id_lr)
-    return previous["datasets"] if same_settings(previous["settings"], settings) else {}
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=MODEL, help="shipped model name or saved model folder")
@@ -294,7 +283,7 @@ def main(argv=None):
             "commit": git_commit(),
         },
         "machine": machine(),
-        "datasets": previous_datasets(args, model_sha256(path)),
+        "datasets": {},  # cells of earlier runs with the same settings join at the first write
     }
     for name in args.datasets:
         run_dataset(name, args, results)

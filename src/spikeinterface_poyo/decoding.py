@@ -124,9 +124,8 @@ def predict_tokens(
     model.eval()
     try:
         with _single_threaded_ops(workers > 1), ThreadPoolExecutor(workers) as pool:
-            results = pool.map(forward, batches) if workers > 1 else map(forward, batches)
             for index, mask, relative, out in tqdm(
-                results, total=len(batches), desc="decoding", disable=not progress_bar, unit="batch"
+                pool.map(forward, batches), total=len(batches), desc="decoding", disable=not progress_bar, unit="batch"
             ):
                 w = _center_weight(relative, length) * mask
                 np.add.at(total, index[mask], out[mask] * w[mask][:, None])
