@@ -43,6 +43,42 @@ def test_forward_shapes_and_padding_invariance():
     torch.testing.assert_close(model(**padded), out)
 
 
+def test_inference_in_slices_of_windows_equals_the_training_path(monkeypatch):
+    from spikeinterface_poyo import nn as poyo_nn
+
+    torch.manual_seed(0)
+    model = POYO.from_preset("tiny", dim_out=2).eval()
+    model.unit_emb.extend_vocab(["a", "b", "c"])
+    model.session_emb.extend_vocab(["s"])
+    latent_index, latent_times = model.latent_tokens(3)
+    inputs = dict(
+        input_unit_index=torch.randint(1, 4, (3, 20)),
+        input_timestamps=torch.rand(3, 20),
+        input_token_type=torch.randint(0, 3, (3, 20)),
+        input_mask=torch.rand(3, 20) > 0.2,
+        latent_index=latent_index,
+        latent_timestamps=latent_times,
+        session_index=torch.ones(3, dtype=torch.long),
+        output_timestamps=torch.rand(3, 5),
+    )
+    expected = model(**inputs)  # with autograd: one gather for the whole batch
+    monkeypatch.setattr(poyo_nn, "GATHER_CHUNK_BYTES", 1)  # one window at a time
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs), expected.detach())
+
+
+def test_phasors_of_fast_rotations_are_exact_after_removing_whole_turns():
+    from spikeinterface_poyo.nn import RotaryTimeEmbedding
+
+    rot = RotaryTimeEmbedding(64, 32, 1e-4, 4.0)
+    times = torch.rand(5000) * 6.0  # windows up to 6 s: angles up to ~4e5 rad
+    angles = (times[:, None] * rot.omega).double()  # the same float32 angles, turned in float64
+    expected = torch.complex(angles.cos(), angles.sin())
+    phasors = rot(times)
+    assert phasors.dtype == torch.complex64
+    assert float((phasors.to(torch.complex128) - expected).abs().max()) < 5e-7
+
+
 def test_rotary_attention_depends_on_relative_time_only():
     torch.manual_seed(0)
     model = POYO.from_preset("tiny", dim_out=1).eval()
@@ -104,16 +140,16 @@ def test_presets_are_all_buildable():
 
 
 def test_attention_dropout_mask_drops_the_rounded_fraction_uniformly():
-    from spikeinterface_poyo.nn import drop_mask
+    from spikeinterface_poyo.nn import keep_mask
 
     torch.manual_seed(0)
-    drop, keep_prob = drop_mask((64, 4, 32, 501), 0.2, "cpu")
-    assert drop.dtype == torch.bool and drop.shape == (64, 4, 32, 501)
-    assert keep_prob == 1 - 26 / 128
-    assert drop.float().mean().item() == pytest.approx(26 / 128, abs=2e-3)
-    # every byte of each 64-bit draw is used: no position along the last axis is biased
-    per_position = drop.reshape(-1, 8).float().mean(0)
-    assert per_position.min() > 0.19 and per_position.max() < 0.215
+    keep, keep_prob = keep_mask((64, 4, 32, 501), 0.2, "cpu")
+    assert keep.dtype == torch.uint8 and keep.shape == (64, 4, 32, 501)
+    assert set(keep.unique().tolist()) == {0, 1}
+    assert keep_prob == 1 - 51 / 256
+    assert keep.float().mean().item() == pytest.approx(1 - 51 / 256, abs=2e-3)
+    with pytest.raises(ValueError, match="dropout probability"):
+        keep_mask((3,), 1.0, "cpu")
 
 
 def test_attention_with_dropout_is_unbiased_and_exact_without_dropout():
@@ -121,8 +157,8 @@ def test_attention_with_dropout_is_unbiased_and_exact_without_dropout():
 
     torch.manual_seed(1)
     q, k, v = torch.randn(2, 2, 5, 8), torch.randn(2, 2, 40, 8), torch.randn(2, 2, 40, 8)
-    mask = torch.rand(2, 1, 1, 40) > 0.2
-    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    mask = torch.rand(2, 40) > 0.2
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
     torch.testing.assert_close(attention_with_dropout(q, k, v, mask, 0.001), expected)  # rounds to no dropout
     average = torch.stack([attention_with_dropout(q, k, v, mask, 0.2) for _ in range(3000)]).mean(0)
     torch.testing.assert_close(average, expected, atol=0.03, rtol=0)
@@ -146,25 +182,66 @@ def test_rotating_in_place_gives_the_same_values_and_gradients():
 
 
 def test_dropout_attention_gradients_match_autograd_of_the_same_mask(monkeypatch):
-    from spikeinterface_poyo.nn import _DropoutAttention, drop_mask
+    from spikeinterface_poyo.nn import _DropoutAttention, keep_mask, key_bias
 
     torch.manual_seed(2)
     q, k, v = (torch.randn(2, 2, n, 8, dtype=torch.float64, requires_grad=True) for n in (5, 30, 30))
-    mask = torch.rand(2, 1, 1, 30) > 0.2
+    mask = torch.rand(2, 30) > 0.2
     monkeypatch.setattr(_DropoutAttention, "CHUNK_BYTES", 2 * 5 * 30 * 4)  # one window per slice
-    out = _DropoutAttention.apply(q, k, v, mask, 0.3, 1234)
+    out = _DropoutAttention.apply(q, k, v, key_bias(mask).double(), 0.3, 1234)
     generator = torch.Generator().manual_seed(1234)
-    drop = torch.cat([drop_mask((1, 2, 5, 30), 0.3, "cpu", generator)[0] for _ in range(2)])
-    keep = 1 - 38 / 128
+    keep = torch.cat([keep_mask((1, 2, 5, 30), 0.3, "cpu", generator)[0] for _ in range(2)])
     scores = (q * 8**-0.5) @ k.transpose(-2, -1)
-    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1)
-    reference = (weights.masked_fill(drop, 0.0) / keep) @ v
+    weights = scores.masked_fill(~mask[:, None, None, :], float("-inf")).softmax(-1)
+    reference = (weights * keep / (1 - 77 / 256)) @ v
     torch.testing.assert_close(out, reference)
     grad = torch.randn_like(out)
     ours = torch.autograd.grad(out, (q, k, v), grad)
     expected = torch.autograd.grad(reference, (q, k, v), grad)
     for a, b in zip(ours, expected):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("rotate_value", [True, False])
+def test_gathered_attention_matches_autograd_of_gather_rotate_attend(monkeypatch, rotate_value):
+    from spikeinterface_poyo.nn import (
+        RotaryTimeEmbedding,
+        _GatheredAttention,
+        apply_rotary,
+        gathered_rotary_attention,
+        keep_mask,
+        split_heads,
+    )
+
+    torch.manual_seed(4)
+    heads, dim_head, num_rows = 2, 8, 6
+    q = torch.randn(3, heads, 5, dim_head, requires_grad=True)
+    table = torch.randn(num_rows, 2 * heads * dim_head, requires_grad=True)
+    index = torch.randint(0, num_rows, (3, 40))
+    mask = torch.rand(3, 40) > 0.2
+    rot = RotaryTimeEmbedding(dim_head, dim_head // 2, 1e-2, 2.0)
+    times_q, times_kv = torch.rand(3, 5), torch.rand(3, 40)
+    q_rot, kv_rot = rot(times_q), rot(times_kv, turning_only=True)
+    monkeypatch.setattr(_GatheredAttention, "CHUNK_BYTES", 1)  # one window per slice
+    torch.manual_seed(9)
+    out = gathered_rotary_attention(q, table, index, q_rot, kv_rot, mask, 0.25, rotate_value)
+
+    torch.manual_seed(9)
+    seed = int(torch.randint(0, 2**62, (1,)))
+    generator = torch.Generator().manual_seed(seed)
+    keep = torch.cat([keep_mask((1, heads, 5, 40), 0.25, "cpu", generator)[0] for _ in range(3)])
+    k, v = (split_heads(t, heads) for t in torch.nn.functional.embedding(index, table).chunk(2, dim=-1))
+    qr, k = apply_rotary(q, q_rot), apply_rotary(k, kv_rot)
+    v = apply_rotary(v, kv_rot) if rotate_value else v
+    weights = ((qr * dim_head**-0.5) @ k.transpose(-2, -1)).masked_fill(~mask[:, None, None, :], float("-inf"))
+    expected = (weights.softmax(-1) * keep / (1 - 64 / 256)) @ v
+    if rotate_value:
+        expected = apply_rotary(expected, q_rot, inverse=True)
+    expected = expected.transpose(1, 2).flatten(-2)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    grad = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out, (q, table), grad), torch.autograd.grad(expected, (q, table), grad)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_saved_model_is_readable_by_others(tiny_model, tmp_path):
@@ -196,7 +273,7 @@ def test_byte_dropout_keeps_the_mean_and_is_identity_in_eval():
     layer = ByteDropout(0.4)
     x = torch.ones(200_000)
     y = layer(x)
-    assert ((y == 0).float().mean().item()) == pytest.approx(51 / 128, abs=5e-3)
+    assert ((y == 0).float().mean().item()) == pytest.approx(102 / 256, abs=5e-3)
     assert y.mean().item() == pytest.approx(1.0, abs=0.01)
     layer.eval()
     assert layer(x) is x

@@ -254,9 +254,10 @@ class POYO(nn.Module):
         num_types = self.token_type_emb.num_embeddings
         pairs, token_pair = torch.unique(input_unit_index * num_types + input_token_type, return_inverse=True)
         token_table = self.unit_emb(pairs // num_types) + self.token_type_emb(pairs % num_types)
-        # without autograd, rotation is done in place on the turning channels only
+        # tokens' keys and values are fresh gathers, turned in place on the turning channels
+        # only; so are the latents' and queries' projections without autograd
+        token_rotary = self.rotary_emb(input_timestamps, turning_only=True)
         turning_only = not torch.is_grad_enabled()
-        token_rotary = self.rotary_emb(input_timestamps, turning_only)
         latents = self.latent_emb(latent_index)
         latent_rotary = self.rotary_emb(latent_timestamps, turning_only)
         queries = self.session_emb(session_index)[:, None, :].expand(-1, output_timestamps.shape[1], -1)

@@ -143,8 +143,29 @@ class RotaryTimeEmbedding(nn.Module):
         With ``turning_only``, only the ``rotate_dim / 2`` phasors of the pairs that turn.
         """
         omega = self.omega[: self.rotate_dim // 2] if turning_only else self.omega
-        angles = timestamps.float()[..., None] * omega
+        angles = reduce_angles(timestamps.float()[..., None] * omega)
         return torch.complex(angles.cos(), angles.sin())  # torch.polar's cos and sin are not vectorised
+
+
+def _split_float(x: float, bits: int) -> float:
+    """``x`` truncated to ``bits`` significant bits."""
+    mantissa, exponent = math.frexp(x)
+    return math.ldexp(math.floor(mantissa * 2**bits) / 2**bits, exponent)
+
+
+# 2 pi in three parts of 8, 8 and 24 bits: a whole number of turns below 2**16 (6.5 s at the
+# 0.1 ms period) times either of the first two is exact in float32 (Cody and Waite's reduction)
+_TURN_1 = _split_float(2 * math.pi, 8)
+_TURN_2 = _split_float(2 * math.pi - _TURN_1, 8)
+_TURN_3 = 2 * math.pi - _TURN_1 - _TURN_2
+
+
+def reduce_angles(angles: Tensor) -> Tensor:
+    """Float32 ``angles`` less their whole turns, in place: the same cos and sin (within
+    2e-7), but the fast-rotating pairs' angles (up to ~1e5 rad) no longer send cos and sin
+    down their slow path for large arguments."""
+    turns = angles.mul(1 / (2 * math.pi)).round_()
+    return angles.sub_(turns, alpha=_TURN_1).sub_(turns, alpha=_TURN_2).sub_(turns, alpha=_TURN_3)
 
 
 def apply_rotary(x: Tensor, phasors: Tensor, inverse: bool = False, inplace: bool = False) -> Tensor:
@@ -169,22 +190,85 @@ def apply_rotary(x: Tensor, phasors: Tensor, inverse: bool = False, inplace: boo
     return torch.view_as_real(turned).flatten(-2).to(x.dtype)
 
 
-def drop_mask(shape: tuple, p: float, device, generator: torch.Generator | None = None) -> tuple[Tensor, float]:
-    """Which elements dropout zeroes, and the probability of keeping one.
+def keep_mask(shape: tuple, p: float, device, generator: torch.Generator | None = None) -> tuple[Tensor, float]:
+    """Which elements dropout keeps, as a uint8 tensor of ones and zeros, and the
+    probability of keeping one.
 
     ``torch.bernoulli`` draws one random number per element, which on a CPU costs more
-    than POYO's attention itself. Here one 64-bit draw gives eight bytes,
-    whose low seven bits are compared with ``p`` rounded to a multiple of 1/128.
+    than POYO's attention itself. Here one 64-bit draw gives eight random bytes, each kept
+    when it is at least ``p * 256`` rounded. Multiplying by a uint8 mask is several times
+    faster than filling through a bool one.
     """
     n = math.prod(shape)
-    words = torch.empty((n + 7) // 8, dtype=torch.int64, device=device).random_(generator=generator)
+    # the full 64-bit range: random_() alone leaves the top bit of each word zero
+    words = torch.empty((n + 7) // 8, dtype=torch.int64, device=device).random_(-(2**63), None, generator=generator)
     random_bytes = words.view(torch.uint8)[:n].view(shape)
-    return random_bytes.bitwise_and_(127) < round(p * 128), keep_probability(p)
+    return (random_bytes >= _drop_threshold(p)).view(torch.uint8), keep_probability(p)
+
+
+def _drop_threshold(p: float) -> int:
+    if not 0 <= p < 1:
+        raise ValueError(f"A dropout probability must be in [0, 1), got {p}.")
+    return min(255, round(p * 256))
 
 
 def keep_probability(p: float) -> float:
-    """1 - p, with p rounded to a multiple of 1/128 as :func:`drop_mask` draws it."""
-    return 1.0 - round(p * 128) / 128
+    """1 - p, with p rounded to a multiple of 1/256 as :func:`keep_mask` draws it."""
+    return 1.0 - _drop_threshold(p) / 256
+
+
+def batch_slices(batch_size: int, bytes_per_item: int, budget: int) -> list[slice]:
+    """Consecutive slices of a batch holding at most ``budget`` bytes each (one item at least)."""
+    step = max(1, budget // max(1, bytes_per_item))
+    return [slice(i, i + step) for i in range(0, batch_size, step)]
+
+
+def key_bias(mask: Tensor | None) -> Tensor | None:
+    """(B, Nk) mask, True where a key is real -> (B, 1, 1, Nk) scores bias, 0 or -inf
+    (adding it is several times faster than a masked fill of the scores)."""
+    if mask is None:
+        return None
+    bias = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(~mask, float("-inf"))
+    return bias[:, None, None, :]
+
+
+def _attention_weights(q: Tensor, k: Tensor, bias: Tensor | None) -> Tensor:
+    """softmax(q k^T / sqrt(Dh) + bias)."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    if bias is not None:
+        scores.add_(bias)
+    return scores.softmax(dim=-1)
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, p: float, generator) -> Tensor:
+    """Attention with dropout on the weights, before the 1 / (1 - p) scaling."""
+    weights = _attention_weights(q, k, bias)
+    if p > 0:
+        weights.mul_(keep_mask(weights.shape, p, q.device, generator)[0])
+    return weights @ v
+
+
+def _attend_backward(q, k, v, bias, out, grad_out, p, generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of q, k and v for :func:`_attend`'s scaled output ``out``: the weights
+    are recomputed and the same dropout mask redrawn from ``generator``."""
+    weights = _attention_weights(q, k, bias)
+    keep = keep_mask(weights.shape, p, q.device, generator)[0] if p > 0 else None
+    grad_kept = grad_out / (keep_probability(p) if p > 0 else 1.0)  # the gradient reaching kept weights
+    kept = weights if keep is None else weights * keep
+    grad_v = kept.transpose(-2, -1) @ grad_kept
+    del kept
+    grad_weights = grad_kept @ v.transpose(-2, -1)
+    if keep is not None:
+        grad_weights.mul_(keep)
+    row = (grad_out * out).sum(dim=-1, keepdim=True)  # = sum_j weights_ij * grad_weights_ij
+    grad_scores = grad_weights.sub_(row).mul_(weights)
+    del weights
+    scale = q.shape[-1] ** -0.5
+    return (grad_scores @ k).mul_(scale), (grad_scores.transpose(-2, -1) @ q).mul_(scale), grad_v
+
+
+def _slice(t: Tensor | None, b: slice) -> Tensor | None:
+    return None if t is None else t[b]
 
 
 class _DropoutAttention(torch.autograd.Function):
@@ -192,61 +276,38 @@ class _DropoutAttention(torch.autograd.Function):
 
     Forward saves q, k, v, the output and the seed of the dropout mask; backward
     recomputes the weights and redraws the same mask. This trades one extra q k^T
-    product for the two (B, H, Nq, Nk) tensors that would otherwise stay in memory, the
-    largest activations of POYO's encoder. Both passes run over slices of the batch, so
-    no more than ``CHUNK_BYTES`` of weights exist at once, and the 1 / (1 - p) scaling
-    is applied to the small (.., Dh) tensors rather than to the weights.
+    product for the two (B, H, Nq, Nk) tensors that would otherwise stay in memory. Both
+    passes run over slices of the batch, so no more than ``CHUNK_BYTES`` of weights exist
+    at once, and the 1 / (1 - p) scaling is applied to the small (.., Dh) tensors.
     """
 
     CHUNK_BYTES = 32 * 2**20
 
     @staticmethod
-    def _slices(q, k):
-        per_item = q.shape[1] * q.shape[2] * k.shape[2] * 4
-        step = max(1, _DropoutAttention.CHUNK_BYTES // per_item)
-        return [slice(i, i + step) for i in range(0, q.shape[0], step)]
+    def _slices(q: Tensor, k: Tensor) -> list[slice]:
+        return batch_slices(q.shape[0], q.shape[1] * q.shape[2] * k.shape[2] * 4, _DropoutAttention.CHUNK_BYTES)
 
     @staticmethod
-    def _weights(q, k, mask):
-        """softmax(q k^T / sqrt(Dh)) over the real keys."""
-        scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
-        if mask is not None:
-            scores.masked_fill_(~mask, float("-inf"))
-        return scores.softmax(dim=-1)
-
-    @staticmethod
-    def forward(ctx, q, k, v, mask, p, seed):
+    def forward(ctx, q, k, v, bias, p, seed):
         generator = torch.Generator(q.device).manual_seed(seed)
         out = q.new_empty(q.shape[:-1] + v.shape[-1:])
         for b in _DropoutAttention._slices(q, k):
-            weights = _DropoutAttention._weights(q[b], k[b], None if mask is None else mask[b])
-            drop, keep_prob = drop_mask(weights.shape, p, q.device, generator)
-            torch.matmul(weights.masked_fill_(drop, 0.0), v[b], out=out[b])
-        out.div_(keep_prob)
-        ctx.save_for_backward(q, k, v, out, mask)
+            out[b] = _attend(q[b], k[b], v[b], _slice(bias, b), p, generator)
+        out.div_(keep_probability(p))
+        ctx.save_for_backward(q, k, v, out, bias)
         ctx.p, ctx.seed = p, seed
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, out, mask = ctx.saved_tensors
+        q, k, v, out, bias = ctx.saved_tensors
         generator = torch.Generator(q.device).manual_seed(ctx.seed)
         grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        grad_kept = grad_out / keep_probability(ctx.p)  # the gradient reaching the kept weights
         for b in _DropoutAttention._slices(q, k):
-            weights = _DropoutAttention._weights(q[b], k[b], None if mask is None else mask[b])
-            drop, _ = drop_mask(weights.shape, ctx.p, q.device, generator)
-            kept = weights.masked_fill(drop, 0.0)
-            torch.matmul(kept.transpose(-2, -1), grad_kept[b], out=grad_v[b])
-            del kept
-            grad_weights = (grad_kept[b] @ v[b].transpose(-2, -1)).masked_fill_(drop, 0.0)
-            row = (grad_out[b] * out[b]).sum(dim=-1, keepdim=True)  # = sum_j weights_ij * grad_weights_ij
-            grad_scores = grad_weights.sub_(row).mul_(weights)
-            del weights
-            torch.matmul(grad_scores, k[b], out=grad_q[b])
-            torch.matmul(grad_scores.transpose(-2, -1), q[b], out=grad_k[b])
-        scale = q.shape[-1] ** -0.5
-        return grad_q.mul_(scale), grad_k.mul_(scale), grad_v, None, None, None
+            grad_q[b], grad_k[b], grad_v[b] = _attend_backward(
+                q[b], k[b], v[b], _slice(bias, b), out[b], grad_out[b], ctx.p, generator
+            )
+        return grad_q, grad_k, grad_v, None, None, None
 
 
 def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, p: float) -> Tensor:
@@ -254,17 +315,28 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
 
     On GPUs this is ``scaled_dot_product_attention``'s own fused dropout; on CPUs, where
     that falls back to materialising and keeping every weight and a float mask, it is
-    :class:`_DropoutAttention`. ``mask`` is (B, 1, 1, Nk), True where a key is real.
+    :class:`_DropoutAttention`. ``mask`` is (B, Nk), True where a key is real.
     """
     if q.is_cuda:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=_key_mask(mask), dropout_p=p)
     seed = int(torch.randint(0, 2**62, (1,)))  # from the global generator, so runs are reproducible
-    return _DropoutAttention.apply(q, k, v, mask, p, seed)
+    return _DropoutAttention.apply(q, k, v, key_bias(mask), p, seed)
+
+
+def _key_mask(mask: Tensor | None) -> Tensor | None:
+    """(B, Nk) -> (B, 1, 1, Nk), the boolean mask ``scaled_dot_product_attention`` broadcasts."""
+    return None if mask is None else mask[:, None, None, :]
 
 
 def split_heads(x: Tensor, heads: int) -> Tensor:
     """(B, N, H Dh) -> (B, H, N, Dh), a view."""
     return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+
+def _head_major_rows(index: Tensor, groups: int, num_rows: int) -> Tensor:
+    """(B, N) row indices -> (B, G, N) indices into the (G K, Dh) head-major table."""
+    offsets = torch.arange(groups, device=index.device)[:, None] * num_rows
+    return index[:, None, :] + offsets
 
 
 def gather_heads(table: Tensor, index: Tensor, groups: int) -> Tensor:
@@ -276,9 +348,118 @@ def gather_heads(table: Tensor, index: Tensor, groups: int) -> Tensor:
     """
     num_rows = table.shape[0]
     head_major = table.unflatten(-1, (groups, -1)).transpose(0, 1).reshape(groups * num_rows, -1)
-    offsets = torch.arange(groups, device=index.device)[:, None] * num_rows
-    rows = (index[:, None, :] + offsets).flatten()
+    rows = _head_major_rows(index, groups, num_rows).flatten()
     return head_major.index_select(0, rows).view(*index.shape[:1], groups, index.shape[1], -1)
+
+
+def _rotated_keys_values(table: Tensor, index: Tensor, phasors: Tensor, heads: int, rotate_value: bool):
+    """Keys and values (each (B, H, N, Dh)) of the (B, N) ``index`` rows of a (K, 2 H Dh)
+    table, turned by the tokens' (B, N, P) phasors (fresh tensors, so in place)."""
+    k, v = gather_heads(table, index, 2 * heads).chunk(2, dim=1)
+    k = apply_rotary(k, phasors, inplace=True)
+    return k, apply_rotary(v, phasors, inplace=True) if rotate_value else v
+
+
+class _GatheredAttention(torch.autograd.Function):
+    """Attention onto keys and values that are rows of a small table, gathered for each
+    token and turned by its time: POYO's encoder, where a token's content is its unit and
+    type alone.
+
+    Both passes run over slices of windows (``CHUNK_BYTES`` of weights, keys and values at
+    a time) and gather each slice's keys and values afresh: a batch's keys and values,
+    the largest tensors of a training step, never exist whole, and only the table, the
+    indices and the phasors are kept for backward, which adds each token's gradient back
+    onto its table row. Dropout is as in :class:`_DropoutAttention`.
+    """
+
+    CHUNK_BYTES = 8 * 2**20
+
+    @staticmethod
+    def _slices(q: Tensor, index: Tensor) -> list[slice]:
+        heads, num_queries, head_dim = q.shape[1:]
+        per_window = heads * index.shape[1] * (num_queries + 2 * head_dim) * 4  # weights, keys, values
+        return batch_slices(q.shape[0], per_window, _GatheredAttention.CHUNK_BYTES)
+
+    @staticmethod
+    def forward(ctx, q, table, index, phasors, bias, rotate_value, p, seed):
+        heads = q.shape[1]
+        generator = torch.Generator(q.device).manual_seed(seed)
+        out = torch.empty_like(q)
+        for b in _GatheredAttention._slices(q, index):
+            k, v = _rotated_keys_values(table, index[b], phasors[b], heads, rotate_value)
+            out[b] = _attend(q[b], k, v, _slice(bias, b), p, generator)
+        if p > 0:
+            out.div_(keep_probability(p))
+        ctx.save_for_backward(q, table, index, phasors, bias, out)
+        ctx.rotate_value, ctx.p, ctx.seed = rotate_value, p, seed
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, table, index, phasors, bias, out = ctx.saved_tensors
+        heads, num_rows = q.shape[1], table.shape[0]
+        generator = torch.Generator(q.device).manual_seed(ctx.seed)
+        grad_q = torch.empty_like(q)
+        grad_rows = table.new_zeros(2 * heads * num_rows, table.shape[1] // (2 * heads))  # head-major
+        for b in _GatheredAttention._slices(q, index):
+            k, v = _rotated_keys_values(table, index[b], phasors[b], heads, ctx.rotate_value)
+            grad_q[b], grad_k, grad_v = _attend_backward(
+                q[b], k, v, _slice(bias, b), out[b], grad_out[b], ctx.p, generator
+            )
+            del k, v
+            grad_k = apply_rotary(grad_k, phasors[b], inverse=True, inplace=True)  # rotations are orthogonal
+            if ctx.rotate_value:
+                grad_v = apply_rotary(grad_v, phasors[b], inverse=True, inplace=True)
+            rows = _head_major_rows(index[b], 2 * heads, num_rows)
+            grad_rows.index_add_(0, rows[:, :heads].flatten(), grad_k.flatten(0, 2))
+            grad_rows.index_add_(0, rows[:, heads:].flatten(), grad_v.flatten(0, 2))
+        grad_table = grad_rows.view(2 * heads, num_rows, -1).transpose(0, 1).reshape(table.shape)
+        return grad_q, grad_table, None, None, None, None, None, None
+
+
+def gathered_rotary_attention(
+    q: Tensor,
+    table: Tensor,
+    index: Tensor,
+    q_rotary: Tensor,
+    kv_rotary: Tensor,
+    mask: Tensor | None,
+    dropout: float,
+    rotate_value: bool,
+) -> Tensor:
+    """:func:`rotary_attention` onto a context given as a (K, 2 H Dh) ``table`` of keys
+    and values and the (B, Nk) ``index`` of each token's row.
+
+    Keys and values are gathered a slice of windows at a time: at inference, larger
+    blocks would be fresh memory on every call, whose page faults cost more than the
+    attention itself; in training, see :class:`_GatheredAttention` (GPUs gather the
+    whole batch and use fused attention). Returns (B, Nq, H Dh).
+    """
+    heads = q.shape[1]
+    if torch.is_grad_enabled() and q.is_cuda:
+        k, v = (split_heads(t, heads) for t in F.embedding(index, table).chunk(2, dim=-1))
+        return rotary_attention(q, k, v, q_rotary, kv_rotary, mask, dropout, rotate_value)
+    if torch.is_grad_enabled():
+        q = apply_rotary(q, q_rotary)
+        seed = int(torch.randint(0, 2**62, (1,))) if dropout > 0 else 0
+        out = _GatheredAttention.apply(q, table, index, kv_rotary, key_bias(mask), rotate_value, dropout, seed)
+        if rotate_value:
+            out = apply_rotary(out, q_rotary, inverse=True)
+        return out.transpose(1, 2).flatten(-2)
+    q = apply_rotary(q, q_rotary, inplace=True)  # a fresh projection
+    out = torch.empty_like(q)
+    per_window = 2 * heads * index.shape[1] * q.shape[-1] * 4
+    for b in batch_slices(q.shape[0], per_window, GATHER_CHUNK_BYTES):
+        k, v = _rotated_keys_values(table, index[b], kv_rotary[b], heads, rotate_value)
+        out[b] = F.scaled_dot_product_attention(q[b], k, v, attn_mask=_key_mask(_slice(mask, b)))
+    if rotate_value:
+        out = apply_rotary(out, q_rotary, inverse=True, inplace=True)
+    return out.transpose(1, 2).flatten(-2)
+
+
+#: At inference, keys and values are gathered for at most this many bytes of windows at a
+#: time (glibc gives blocks over 32 MiB fresh pages on every call).
+GATHER_CHUNK_BYTES = 8 * 2**20
 
 
 def rotary_attention(
@@ -303,11 +484,10 @@ def rotary_attention(
     k = apply_rotary(k, kv_rotary, inplace=inplace)
     if rotate_value:
         v = apply_rotary(v, kv_rotary, inplace=inplace)
-    attn_mask = None if mask is None else mask[:, None, None, :]
     if dropout > 0:
-        out = attention_with_dropout(q, k, v, attn_mask, dropout)
+        out = attention_with_dropout(q, k, v, mask, dropout)
     else:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_key_mask(mask))
     if rotate_value:
         out = apply_rotary(out, q_rotary, inverse=True, inplace=inplace)
     return out.transpose(1, 2).flatten(-2)
@@ -367,22 +547,14 @@ class RotaryCrossAttention(nn.Module):
         """
         q = split_heads(self.to_q(self.norm(x_query)), self.heads)
         kv = self.to_kv(self.norm_context(x_context))
-        if context_index is not None and not torch.is_grad_enabled():
-            k, v = gather_heads(kv, context_index, 2 * self.heads).chunk(2, dim=1)
+        dropout = self.dropout if self.training else 0.0
+        if context_index is not None:
+            out = gathered_rotary_attention(
+                q, kv, context_index, query_pos_emb, context_pos_emb, context_mask, dropout, self.rotate_value
+            )
         else:
-            if context_index is not None:
-                kv = F.embedding(context_index, kv)  # a gather whose backward sums rows fast
             k, v = (split_heads(t, self.heads) for t in kv.chunk(2, dim=-1))
-        out = rotary_attention(
-            q,
-            k,
-            v,
-            query_pos_emb,
-            context_pos_emb,
-            context_mask,
-            self.dropout if self.training else 0.0,
-            self.rotate_value,
-        )
+            out = rotary_attention(q, k, v, query_pos_emb, context_pos_emb, context_mask, dropout, self.rotate_value)
         return self.to_out(out)
 
 
@@ -421,8 +593,8 @@ class RotarySelfAttention(nn.Module):
 
 
 class ByteDropout(nn.Module):
-    """``nn.Dropout`` whose mask comes from :func:`drop_mask` on CPUs (``p`` rounded to a
-    multiple of 1/128); on GPUs it is ``F.dropout``."""
+    """``nn.Dropout`` whose mask comes from :func:`keep_mask` on CPUs (``p`` rounded to a
+    multiple of 1/256); on GPUs it is ``F.dropout``."""
 
     def __init__(self, p: float):
         super().__init__()
@@ -433,8 +605,8 @@ class ByteDropout(nn.Module):
             return x
         if x.is_cuda:
             return F.dropout(x, self.p, training=True)
-        drop, keep_prob = drop_mask(x.shape, self.p, x.device)
-        return x.masked_fill(drop, 0.0) / keep_prob
+        keep, keep_prob = keep_mask(x.shape, self.p, x.device)
+        return x.mul(keep).div_(keep_prob)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
