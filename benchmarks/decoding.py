@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import json
 import time
 import warnings
@@ -196,6 +197,15 @@ def markdown_table(datasets: dict) -> str:
 
 
 def write_results(datasets: dict, fresh: bool) -> dict:
+    """Merge this run's datasets into ``decoding.json`` and rewrite the table. A lock file
+    serialises the read-merge-write, so runs on different datasets can go side by side."""
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / ".decoding.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _merge_and_write(datasets, fresh)
+
+
+def _merge_and_write(datasets: dict, fresh: bool) -> dict:
     path = RESULTS / "decoding.json"
     previous = json.loads(path.read_text())["datasets"] if path.exists() and not fresh else {}
     merged = {}
@@ -220,7 +230,6 @@ def write_results(datasets: dict, fresh: bool) -> dict:
         },
         "datasets": merged,
     }
-    RESULTS.mkdir(exist_ok=True)
     (RESULTS / "decoding.json").write_text(json.dumps(result, indent=2))
     table = markdown_table(merged)
     note = (

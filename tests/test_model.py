@@ -202,6 +202,22 @@ def test_dropout_attention_gradients_match_autograd_of_the_same_mask(monkeypatch
         torch.testing.assert_close(a, b)
 
 
+def test_window_groups_cover_every_window_once_and_cut_padding():
+    from spikeinterface_poyo.nn import window_groups
+
+    lengths = torch.tensor([5, 40, 12, 40, 1, 30])
+    mask = torch.arange(40) < lengths[:, None]
+    mask[2, 3] = False  # a hole before the last real token does not shorten the window
+    groups = window_groups(mask, (6, 40), bytes_per_token=1, budget=60, device="cpu")
+    covered = torch.cat([windows for windows, _ in groups]).sort().values
+    assert covered.tolist() == list(range(6))
+    for windows, n in groups:
+        assert n == int(lengths[windows].max())  # cut after the group's last real token
+        assert len(windows) == max(1, 60 // n) or windows is groups[-1][0]
+    assert [n for _, n in groups] == sorted((n for _, n in groups), reverse=True)
+    assert window_groups(None, (3, 7), 1, 100, "cpu")[0][1] == 7
+
+
 @pytest.mark.parametrize("rotate_value", [True, False])
 def test_gathered_attention_matches_autograd_of_gather_rotate_attend(monkeypatch, rotate_value):
     from spikeinterface_poyo.nn import (
@@ -211,6 +227,7 @@ def test_gathered_attention_matches_autograd_of_gather_rotate_attend(monkeypatch
         gathered_rotary_attention,
         keep_mask,
         split_heads,
+        window_groups,
     )
 
     torch.manual_seed(4)
@@ -229,7 +246,9 @@ def test_gathered_attention_matches_autograd_of_gather_rotate_attend(monkeypatch
     torch.manual_seed(9)
     seed = int(torch.randint(0, 2**62, (1,)))
     generator = torch.Generator().manual_seed(seed)
-    keep = torch.cat([keep_mask((1, heads, 5, 40), 0.25, "cpu", generator)[0] for _ in range(3)])
+    keep = torch.ones(3, heads, 5, 40, dtype=torch.uint8)
+    for windows, n in window_groups(mask, (3, 40), 1, 1, "cpu"):  # one window a group, longest first
+        keep[windows, ..., :n] = keep_mask((1, heads, 5, n), 0.25, "cpu", generator)[0]
     k, v = (split_heads(t, heads) for t in torch.nn.functional.embedding(index, table).chunk(2, dim=-1))
     qr, k = apply_rotary(q, q_rot), apply_rotary(k, kv_rot)
     v = apply_rotary(v, kv_rot) if rotate_value else v

@@ -352,6 +352,40 @@ def gather_heads(table: Tensor, index: Tensor, groups: int) -> Tensor:
     return head_major.index_select(0, rows).view(*index.shape[:1], groups, index.shape[1], -1)
 
 
+def window_groups(
+    mask: Tensor | None, shape: tuple[int, int], bytes_per_token: int, budget: int, device
+) -> list[tuple[Tensor, int]]:
+    """Windows to attend to a few at a time, as (window indices, tokens) groups.
+
+    A window's length runs to its last real token (``mask``: (B, Nk), True where real).
+    Windows are taken longest first, each group holds at most ``budget`` bytes and is cut
+    after its longest window's last token, so the padding of a batch (15-40 % of the
+    tokens on real recordings) is hardly computed at all.
+    """
+    batch_size, num_tokens = shape
+    if mask is None:
+        lengths = torch.full((batch_size,), num_tokens)
+    else:
+        positions = torch.arange(1, num_tokens + 1, device=mask.device)
+        lengths = (mask * positions).amax(-1).clamp_(min=1).cpu()
+    order = torch.argsort(lengths, descending=True, stable=True)
+    groups, start = [], 0
+    while start < batch_size:
+        length = int(lengths[order[start]])
+        step = max(1, budget // (length * bytes_per_token))
+        groups.append((order[start : start + step].to(device), length))
+        start += step
+    return groups
+
+
+def _group_mask(mask: Tensor | None, windows: Tensor, length: int) -> Tensor | None:
+    """A group's (b, length) key mask, or None where every key is real."""
+    if mask is None:
+        return None
+    group = mask[windows, :length]
+    return None if bool(group.all()) else group
+
+
 def _rotated_keys_values(table: Tensor, index: Tensor, phasors: Tensor, heads: int, rotate_value: bool):
     """Keys and values (each (B, H, N, Dh)) of the (B, N) ``index`` rows of a (K, 2 H Dh)
     table, turned by the tokens' (B, N, P) phasors (fresh tensors, so in place)."""
@@ -365,52 +399,56 @@ class _GatheredAttention(torch.autograd.Function):
     token and turned by its time: POYO's encoder, where a token's content is its unit and
     type alone.
 
-    Both passes run over slices of windows (``CHUNK_BYTES`` of weights, keys and values at
-    a time) and gather each slice's keys and values afresh: a batch's keys and values,
-    the largest tensors of a training step, never exist whole, and only the table, the
-    indices and the phasors are kept for backward, which adds each token's gradient back
-    onto its table row. Dropout is as in :class:`_DropoutAttention`.
+    Both passes run over groups of windows (:func:`window_groups`, ``CHUNK_BYTES`` of
+    weights, keys and values at a time) and gather each group's keys and values afresh: a
+    batch's keys and values, the largest tensors of a training step, never exist whole,
+    and only the table, the indices and the phasors are kept for backward, which adds each
+    token's gradient back onto its table row. Dropout is as in :class:`_DropoutAttention`.
     """
 
     CHUNK_BYTES = 8 * 2**20
 
     @staticmethod
-    def _slices(q: Tensor, index: Tensor) -> list[slice]:
+    def groups(q: Tensor, mask: Tensor | None, num_tokens: int) -> list[tuple[Tensor, int]]:
         heads, num_queries, head_dim = q.shape[1:]
-        per_window = heads * index.shape[1] * (num_queries + 2 * head_dim) * 4  # weights, keys, values
-        return batch_slices(q.shape[0], per_window, _GatheredAttention.CHUNK_BYTES)
+        per_token = heads * (num_queries + 2 * head_dim) * 4  # weights, keys, values
+        budget = _GatheredAttention.CHUNK_BYTES
+        return window_groups(mask, (q.shape[0], num_tokens), per_token, budget, q.device)
 
     @staticmethod
-    def forward(ctx, q, table, index, phasors, bias, rotate_value, p, seed):
+    def forward(ctx, q, table, index, phasors, mask, rotate_value, p, seed):
         heads = q.shape[1]
         generator = torch.Generator(q.device).manual_seed(seed)
+        groups = _GatheredAttention.groups(q, mask, index.shape[1])
         out = torch.empty_like(q)
-        for b in _GatheredAttention._slices(q, index):
-            k, v = _rotated_keys_values(table, index[b], phasors[b], heads, rotate_value)
-            out[b] = _attend(q[b], k, v, _slice(bias, b), p, generator)
+        for windows, n in groups:
+            k, v = _rotated_keys_values(table, index[windows, :n], phasors[windows, :n], heads, rotate_value)
+            out[windows] = _attend(q[windows], k, v, key_bias(_group_mask(mask, windows, n)), p, generator)
         if p > 0:
             out.div_(keep_probability(p))
-        ctx.save_for_backward(q, table, index, phasors, bias, out)
-        ctx.rotate_value, ctx.p, ctx.seed = rotate_value, p, seed
+        ctx.save_for_backward(q, table, index, phasors, mask, out)
+        ctx.groups, ctx.rotate_value, ctx.p, ctx.seed = groups, rotate_value, p, seed
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, table, index, phasors, bias, out = ctx.saved_tensors
+        q, table, index, phasors, mask, out = ctx.saved_tensors
         heads, num_rows = q.shape[1], table.shape[0]
         generator = torch.Generator(q.device).manual_seed(ctx.seed)
         grad_q = torch.empty_like(q)
         grad_rows = table.new_zeros(2 * heads * num_rows, table.shape[1] // (2 * heads))  # head-major
-        for b in _GatheredAttention._slices(q, index):
-            k, v = _rotated_keys_values(table, index[b], phasors[b], heads, ctx.rotate_value)
-            grad_q[b], grad_k, grad_v = _attend_backward(
-                q[b], k, v, _slice(bias, b), out[b], grad_out[b], ctx.p, generator
+        for windows, n in ctx.groups:
+            group_index, group_phasors = index[windows, :n], phasors[windows, :n]
+            k, v = _rotated_keys_values(table, group_index, group_phasors, heads, ctx.rotate_value)
+            bias = key_bias(_group_mask(mask, windows, n))
+            grad_q[windows], grad_k, grad_v = _attend_backward(
+                q[windows], k, v, bias, out[windows], grad_out[windows], ctx.p, generator
             )
             del k, v
-            grad_k = apply_rotary(grad_k, phasors[b], inverse=True, inplace=True)  # rotations are orthogonal
+            grad_k = apply_rotary(grad_k, group_phasors, inverse=True, inplace=True)  # rotations are orthogonal
             if ctx.rotate_value:
-                grad_v = apply_rotary(grad_v, phasors[b], inverse=True, inplace=True)
-            rows = _head_major_rows(index[b], 2 * heads, num_rows)
+                grad_v = apply_rotary(grad_v, group_phasors, inverse=True, inplace=True)
+            rows = _head_major_rows(group_index, 2 * heads, num_rows)
             grad_rows.index_add_(0, rows[:, :heads].flatten(), grad_k.flatten(0, 2))
             grad_rows.index_add_(0, rows[:, heads:].flatten(), grad_v.flatten(0, 2))
         grad_table = grad_rows.view(2 * heads, num_rows, -1).transpose(0, 1).reshape(table.shape)
@@ -430,10 +468,11 @@ def gathered_rotary_attention(
     """:func:`rotary_attention` onto a context given as a (K, 2 H Dh) ``table`` of keys
     and values and the (B, Nk) ``index`` of each token's row.
 
-    Keys and values are gathered a slice of windows at a time: at inference, larger
-    blocks would be fresh memory on every call, whose page faults cost more than the
-    attention itself; in training, see :class:`_GatheredAttention` (GPUs gather the
-    whole batch and use fused attention). Returns (B, Nq, H Dh).
+    Keys and values are gathered for a group of windows at a time, cut after the group's
+    last real token (:func:`window_groups`). At inference, gathering a whole batch would be
+    fresh memory on every call, whose page faults cost more than the attention itself; in
+    training, see :class:`_GatheredAttention`. GPUs gather the whole batch for training and
+    use fused attention. Returns (B, Nq, H Dh).
     """
     heads = q.shape[1]
     if torch.is_grad_enabled() and q.is_cuda:
@@ -442,16 +481,17 @@ def gathered_rotary_attention(
     if torch.is_grad_enabled():
         q = apply_rotary(q, q_rotary)
         seed = int(torch.randint(0, 2**62, (1,))) if dropout > 0 else 0
-        out = _GatheredAttention.apply(q, table, index, kv_rotary, key_bias(mask), rotate_value, dropout, seed)
+        out = _GatheredAttention.apply(q, table, index, kv_rotary, mask, rotate_value, dropout, seed)
         if rotate_value:
             out = apply_rotary(out, q_rotary, inverse=True)
         return out.transpose(1, 2).flatten(-2)
     q = apply_rotary(q, q_rotary, inplace=True)  # a fresh projection
     out = torch.empty_like(q)
-    per_window = 2 * heads * index.shape[1] * q.shape[-1] * 4
-    for b in batch_slices(q.shape[0], per_window, GATHER_CHUNK_BYTES):
-        k, v = _rotated_keys_values(table, index[b], kv_rotary[b], heads, rotate_value)
-        out[b] = F.scaled_dot_product_attention(q[b], k, v, attn_mask=_key_mask(_slice(mask, b)))
+    per_token = 2 * heads * q.shape[-1] * 4  # keys and values
+    for windows, n in window_groups(mask, index.shape, per_token, GATHER_CHUNK_BYTES, q.device):
+        k, v = _rotated_keys_values(table, index[windows, :n], kv_rotary[windows, :n], heads, rotate_value)
+        group_mask = _group_mask(mask, windows, n)
+        out[windows] = F.scaled_dot_product_attention(q[windows], k, v, attn_mask=_key_mask(group_mask))
     if rotate_value:
         out = apply_rotary(out, q_rotary, inverse=True, inplace=True)
     return out.transpose(1, 2).flatten(-2)
