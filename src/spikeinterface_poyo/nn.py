@@ -455,6 +455,11 @@ class _GatheredAttention(torch.autograd.Function):
         return grad_q, grad_table, None, None, None, None, None, None
 
 
+#: At inference, keys and values are gathered for at most this many bytes of windows at a
+#: time (glibc gives blocks over 32 MiB fresh pages on every call).
+GATHER_CHUNK_BYTES = 8 * 2**20
+
+
 def gathered_rotary_attention(
     q: Tensor,
     table: Tensor,
@@ -495,11 +500,6 @@ def gathered_rotary_attention(
     if rotate_value:
         out = apply_rotary(out, q_rotary, inverse=True, inplace=True)
     return out.transpose(1, 2).flatten(-2)
-
-
-#: At inference, keys and values are gathered for at most this many bytes of windows at a
-#: time (glibc gives blocks over 32 MiB fresh pages on every call).
-GATHER_CHUNK_BYTES = 8 * 2**20
 
 
 def rotary_attention(
