@@ -17,11 +17,17 @@ def test_paper_configurations_have_their_parameter_counts():
         assert model.num_parameters() / 1e6 == pytest.approx(millions, rel=0.06), preset
 
 
-def test_forward_shapes_and_padding_invariance():
+def _tiny_model(dim_out: int) -> POYO:
+    """A seeded `tiny` POYO in eval mode with units a, b, c and session s."""
     torch.manual_seed(0)
-    model = POYO.from_preset("tiny", dim_out=3).eval()
+    model = POYO.from_preset("tiny", dim_out=dim_out).eval()
     model.unit_emb.extend_vocab(["a", "b", "c"])
     model.session_emb.extend_vocab(["s"])
+    return model
+
+
+def test_forward_shapes_and_padding_invariance():
+    model = _tiny_model(dim_out=3)
     latent_index, latent_times = model.latent_tokens(1)
     base = dict(
         input_unit_index=torch.tensor([[1, 2, 3]]),
@@ -46,10 +52,7 @@ def test_forward_shapes_and_padding_invariance():
 def test_inference_in_slices_of_windows_equals_the_training_path(monkeypatch):
     from spikeinterface_poyo import nn as poyo_nn
 
-    torch.manual_seed(0)
-    model = POYO.from_preset("tiny", dim_out=2).eval()
-    model.unit_emb.extend_vocab(["a", "b", "c"])
-    model.session_emb.extend_vocab(["s"])
+    model = _tiny_model(dim_out=2)
     latent_index, latent_times = model.latent_tokens(3)
     inputs = dict(
         input_unit_index=torch.randint(1, 4, (3, 20)),

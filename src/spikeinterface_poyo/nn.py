@@ -253,7 +253,7 @@ def _attend_backward(q, k, v, bias, out, grad_out, p, generator) -> tuple[Tensor
     are recomputed and the same dropout mask redrawn from ``generator``."""
     weights = _attention_weights(q, k, bias)
     keep = keep_mask(weights.shape, p, q.device, generator)[0] if p > 0 else None
-    grad_kept = grad_out / (keep_probability(p) if p > 0 else 1.0)  # the gradient reaching kept weights
+    grad_kept = grad_out / keep_probability(p)  # the gradient reaching kept weights
     kept = weights if keep is None else weights * keep
     grad_v = kept.transpose(-2, -1) @ grad_kept
     del kept
@@ -424,8 +424,7 @@ class _GatheredAttention(torch.autograd.Function):
         for windows, n in groups:
             k, v = _rotated_keys_values(table, index[windows, :n], phasors[windows, :n], heads, rotate_value)
             out[windows] = _attend(q[windows], k, v, key_bias(_group_mask(mask, windows, n)), p, generator)
-        if p > 0:
-            out.div_(keep_probability(p))
+        out.div_(keep_probability(p))
         ctx.save_for_backward(q, table, index, phasors, mask, out)
         ctx.groups, ctx.rotate_value, ctx.p, ctx.seed = groups, rotate_value, p, seed
         return out
