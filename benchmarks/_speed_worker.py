@@ -86,7 +86,7 @@ def peak_since(method: str) -> float:
 def build_model(impl: str, config: dict, weights: dict[str, torch.Tensor]) -> torch.nn.Module:
     """The POYO of ``impl`` with the given architecture, vocabularies and weights."""
     if impl == "ours":
-        from spikeinterface_poyo.model import POYO
+        from spikeinterface_poyo.models.poyo import POYO
 
         model = POYO(**config["architecture"])
         model.unit_emb.extend_vocab(config["unit_vocab"])

@@ -27,8 +27,8 @@ import torch
 from _provenance import git_commit, machine
 
 import spikeinterface_poyo as sip
-from spikeinterface_poyo.baselines import GRUDecoder, MLPDecoder, WienerFilter
-from spikeinterface_poyo.behavior import read_nwb_epochs
+from spikeinterface_poyo.io.nwb_read import read_nwb_epochs
+from spikeinterface_poyo.models.baselines import GRUDecoder, MLPDecoder, WienerFilter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).parent / "results"

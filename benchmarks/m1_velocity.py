@@ -18,7 +18,7 @@ import spikeinterface.extractors as se
 import torch
 
 import spikeinterface_poyo as sip
-from spikeinterface_poyo.baselines import WienerFilter
+from spikeinterface_poyo.models.baselines import WienerFilter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "m1_center_out.nwb"
 RESULTS = Path(__file__).parent / "results" / "m1_velocity.json"

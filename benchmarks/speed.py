@@ -40,9 +40,10 @@ import torch
 from _provenance import machine
 from safetensors.torch import load_file, save_file
 
-from spikeinterface_poyo.decoding import predict_tokens
-from spikeinterface_poyo.model import POYO
-from spikeinterface_poyo.tokens import collate_spike_windows, sorting_to_tokens
+from spikeinterface_poyo.core.spikes import sorting_to_tokens
+from spikeinterface_poyo.models.poyo import POYO
+from spikeinterface_poyo.models.poyo.predict import predict_tokens
+from spikeinterface_poyo.models.poyo.tokenizer import collate_spike_windows
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"

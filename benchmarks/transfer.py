@@ -40,7 +40,7 @@ from _provenance import git_commit, machine
 from decoding import covered_seconds, load_dataset, split_covered_time
 
 import spikeinterface_poyo as sip
-from spikeinterface_poyo.checkpoint import model_sha256, resolve_model_path
+from spikeinterface_poyo.io.models import model_sha256, resolve_model_path
 from spikeinterface_poyo.simulation import simulate_corpus
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

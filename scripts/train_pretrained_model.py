@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 import spikeinterface_poyo as sip
-from spikeinterface_poyo.behavior import read_nwb_epochs
-from spikeinterface_poyo.checkpoint import PRETRAINED_DIR, model_sha256
+from spikeinterface_poyo.io.models import PRETRAINED_DIR, model_sha256
+from spikeinterface_poyo.io.nwb_read import read_nwb_epochs
 from spikeinterface_poyo.simulation import simulate_corpus
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

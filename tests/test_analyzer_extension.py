@@ -17,8 +17,8 @@ import spikeinterface.core as si
 from spikeinterface.core import NumpySorting, generate_recording
 
 import spikeinterface_poyo as sip
-from spikeinterface_poyo import analyzer_extension
-from spikeinterface_poyo.analyzer_extension import ComputePoyoDecoding, compute_poyo_decoding
+from spikeinterface_poyo.spikeinterface import extension as analyzer_extension
+from spikeinterface_poyo.spikeinterface.extension import ComputePoyoDecoding, compute_poyo_decoding
 
 FS = 30000.0
 DURATION = 40.0
@@ -73,7 +73,7 @@ def test_compute_matches_decode_behavior_and_stores_json_and_arrays(session, rec
     assert_same_behavior(ext.get_data(), expected)
     params = json.loads(json.dumps(ext.params))  # JSON only
     assert params["model_path"] == str(model_path.resolve())
-    assert params["model_sha256"] == sip.checkpoint.model_sha256(model_path)
+    assert params["model_sha256"] == sip.io.models.model_sha256(model_path)
     assert params["timestamps_source"] == "given"
     assert all(isinstance(v, (np.ndarray, dict)) for v in ext.data.values())
     # job kwargs reach the decoder: two forward passes at a time, the same values
@@ -173,7 +173,7 @@ def test_select_units_decodes_again_from_the_subset(session, recording, tmp_path
     subset = analyzer.select_units(keep, format=format, folder=folder_for(tmp_path, format, "subset"))
 
     expected = sip.decode_behavior(
-        sorting.select_units(keep), model, timestamps=behavior.timestamps, progress_bar=False
+        sorting.select_units(keep), model, timestamps=behavior.timestamps, session_id="session", progress_bar=False
     )
     decoded = subset.get_extension("poyo_decoding").get_data()
     assert_same_behavior(decoded, expected)
@@ -200,9 +200,11 @@ def test_merge_and_split_mark_the_result_stale(session, recording):
         split = analyzer.split_units({2: [np.arange(0, n, 2), np.arange(1, n, 2)]})
     with pytest.raises(RuntimeError, match="were split into"):
         split.get_extension("poyo_decoding").get_data()
-    # recomputing with the model says which units it does not know
-    with pytest.raises(ValueError, match="unknown to the model"):
+    # recomputing with the model says the merged sorting is not what it was trained on, and which units it lacks
+    with pytest.raises(ValueError, match="not one the model was trained on"):
         merged.compute("poyo_decoding", model=model_path)
+    with pytest.raises(ValueError, match="not units of session 'session'"):
+        merged.compute("poyo_decoding", model=model_path, session_id="session")
 
 
 @pytest.mark.parametrize("format", ["binary_folder", "zarr"])
@@ -253,7 +255,7 @@ def test_failed_recompute_keeps_the_previous_result(session, recording, tmp_path
     sorting, behavior, _, model_path = session
     analyzer = make_analyzer(sorting, recording, "binary_folder", tmp_path / "analyzer")
     expected = analyzer.compute("poyo_decoding", model=model_path, timestamps=behavior.timestamps).get_data()
-    with pytest.raises(FileNotFoundError, match="No saved POYO model"):
+    with pytest.raises(FileNotFoundError, match="No saved model"):
         analyzer.compute("poyo_decoding", model=tmp_path / "nowhere")
     with pytest.raises(ValueError, match="finite times"):
         analyzer.compute("poyo_decoding", model=model_path, timestamps=[0.0, np.nan])
@@ -269,12 +271,16 @@ def test_unknown_units_and_sampling_frequency_mismatch(session, tmp_path):
     )
     rec20 = generate_recording(num_channels=4, durations=[DURATION], sampling_frequency=20000.0, seed=0)
     with pytest.warns(UserWarning, match="30000 Hz and this one is sampled at 20000 Hz"):
-        make_analyzer(resampled, rec20).compute("poyo_decoding", model=model_path, timestamps=behavior.timestamps)
+        make_analyzer(resampled, rec20).compute(
+            "poyo_decoding", model=model_path, timestamps=behavior.timestamps, session_id="session"
+        )
 
     renamed = sorting.rename_units([f"other{u}" for u in sorting.unit_ids])
     rec = generate_recording(num_channels=4, durations=[DURATION], sampling_frequency=FS, seed=0)
-    with pytest.raises(ValueError, match="unknown to the model"):
+    with pytest.raises(ValueError, match="not one the model was trained on"):
         make_analyzer(renamed, rec).compute("poyo_decoding", model=model_path)
+    with pytest.raises(ValueError, match="10 of the sorting's 10 units are not units of session 'session'"):
+        make_analyzer(renamed, rec).compute("poyo_decoding", model=model_path, session_id="session")
 
 
 def test_multi_segment_sorting_decodes_per_segment(session):
@@ -288,21 +294,21 @@ def test_multi_segment_sorting_decodes_per_segment(session):
         FS,
         unit_ids=sorting.unit_ids,
     )
-    decoded = sip.decode_behavior(two_segments, model, progress_bar=False)
+    decoded = sip.decode_behavior(two_segments, model, session_id="session", progress_bar=False)
     assert isinstance(decoded, list) and len(decoded) == 2
     assert all(d.values.shape[1] == behavior.num_dimensions for d in decoded)
 
     recording = generate_recording(num_channels=4, durations=[DURATION / 2] * 2, sampling_frequency=FS, seed=0)
     analyzer = make_analyzer(two_segments, recording)
     times = [np.arange(0, 10, 0.02), np.arange(5, 15, 0.02)]
-    stored = analyzer.compute("poyo_decoding", model=model_path, timestamps=times).get_data()
+    stored = analyzer.compute("poyo_decoding", model=model_path, timestamps=times, session_id="session").get_data()
     assert [len(d) for d in stored] == [len(t) for t in times]
     one = analyzer.get_extension("poyo_decoding").get_data(segment_index=1)
     np.testing.assert_array_equal(one.timestamps, times[1])
     single = NumpySorting.from_samples_and_labels(
         [spikes["sample_index"][~first] - half], [spikes["unit_index"][~first]], FS, unit_ids=sorting.unit_ids
     )
-    expected = sip.decode_behavior(single, model, timestamps=times[1], progress_bar=False)
+    expected = sip.decode_behavior(single, model, timestamps=times[1], session_id="session", progress_bar=False)
     np.testing.assert_allclose(one.values, expected.values, rtol=1e-5, atol=1e-6)  # batching differs
 
 

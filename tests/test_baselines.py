@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import spikeinterface_poyo as sip
-from spikeinterface_poyo.baselines import GRUDecoder, MLPDecoder, WienerFilter, binned_history
+from spikeinterface_poyo.models.baselines import GRUDecoder, MLPDecoder, WienerFilter, binned_history
 
 # measured R² on the last 30 % of the 120 s, 40-unit session: Wiener 0.84, MLP 0.87, GRU 0.87
 MIN_R2 = {WienerFilter: 0.7, MLPDecoder: 0.6, GRUDecoder: 0.6}
@@ -77,8 +77,11 @@ def test_bad_input_is_refused_clearly(simulated, cls):
     with pytest.raises(RuntimeError, match="not fitted"):
         cls().predict(sorting, behavior.timestamps)
     fitted = cls(**({} if cls is WienerFilter else {"max_epochs": 1})).fit(sorting, behavior)
-    with pytest.raises(ValueError, match="fitted on 40 units"):
-        fitted.predict(sorting.select_units(sorting.unit_ids[:10]), behavior.timestamps)
+    subset = sorting.select_units(sorting.unit_ids[:10])
+    with pytest.raises(ValueError, match="not one the model was trained on"):
+        fitted.predict(subset, behavior.timestamps)
+    with pytest.raises(ValueError, match="exactly the 40 units it was fitted on"):
+        fitted.predict(subset, behavior.timestamps, session_id="session")
 
 
 def test_binned_history_counts_spikes_causally():

@@ -15,9 +15,9 @@ import pynwb
 import pytest
 
 import spikeinterface_poyo as sip
-from spikeinterface_poyo import nwb
-from spikeinterface_poyo.checkpoint import model_sha256
 from spikeinterface_poyo.cli import main
+from spikeinterface_poyo.io import nwb_read
+from spikeinterface_poyo.io.models import model_sha256
 
 TRAIN_FRACTION = 0.7
 
@@ -152,7 +152,7 @@ def test_evaluate_prints_r2_per_dimension(trained, session, capsys):
     printed = dict(re.findall(r"^R² (\w+): (-?[\d.]+)$", captured.out, re.M))
     assert set(printed) == {"x", "y", "mean"}
 
-    sorting, behavior = nwb.load_nwb_session(path, behavior="velocity")
+    sorting, behavior = nwb_read.load_nwb_session(path, behavior="velocity")
     test = behavior.split(1 - 0.3)[1]
     model = sip.load_model(model_dir, device="cpu")
     expected = sip.r2_score(test, sip.decode_behavior(sorting, model, timestamps=test.timestamps, progress_bar=False))
@@ -164,23 +164,26 @@ def test_evaluate_warns_when_scoring_training_data(trained, capsys):
     path, model_dir = trained
     argv = ["evaluate", str(path), "--model", str(model_dir), "--behavior", "velocity", "--test-fraction", "0.9"]
     assert main(argv) == 0
-    assert "overlaps the model's training data" in capsys.readouterr().err
+    assert "reaches into the model's training data; scoring only the time after it" in capsys.readouterr().err
 
 
 def test_decode_writes_predictions_with_provenance(trained, session_copy, capsys):
     _, model_dir = trained
     assert main(["decode", str(session_copy), "--model", str(model_dir), "--behavior", "velocity"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"velocity, whole file: R² mean -?[\d.]+ \(x -?[\d.]+, y -?[\d.]+\)", out), out
-    assert "after the training data" in out
+    assert re.search(r"velocity, held out from [\d.]+ s: R² mean -?[\d.]+ \(x -?[\d.]+, y -?[\d.]+\)", out), out
 
-    decoded, meta = nwb.read_predictions_from_nwb(session_copy, "decoded_velocity", return_metadata=True)
+    decoded, meta = nwb_read.read_predictions_from_nwb(session_copy, "decoded_velocity", return_metadata=True)
     truth = sip.read_nwb_behavior(session_copy, "velocity")
     np.testing.assert_allclose(decoded.timestamps, truth.timestamps, atol=1e-9)
     assert meta["model_sha256"] == model_sha256(model_dir)
     assert meta["preset"] == "tiny" and meta["training_sessions"] == ["session"]
-    assert meta["metrics"]["mean"] == pytest.approx(sip.r2_score(truth, decoded)["mean"], abs=1e-6)
-    assert meta["metrics"]["held_out"]["from_s"] > truth.start_time
+    # the stored R² covers held-out time only, never the model's training data
+    start = meta["metrics"]["held_out_from_s"]
+    assert start >= truth.start_time + 0.7 * (truth.end_time - truth.start_time) - 0.1
+    held = truth.timestamps >= start
+    expected = sip.r2_score(truth.values[held], decoded.values[held])["mean"]
+    assert meta["metrics"]["mean"] == pytest.approx(expected, abs=1e-6)
     assert len(meta["unit_ids"]) == 12
 
 
@@ -190,7 +193,7 @@ def test_decode_to_output_copy_leaves_the_session(trained, session_copy, tmp_pat
     output = tmp_path / "decoded.nwb"
     assert main(["decode", str(session_copy), "--model", str(model_dir), "--output", str(output)]) == 0
     assert sha256(session_copy) == digest
-    assert nwb.read_predictions_from_nwb(output).name == "decoded_velocity"
+    assert nwb_read.read_predictions_from_nwb(output).name == "decoded_velocity"
 
 
 def test_decode_twice_needs_overwrite(trained, session_copy, capsys):
@@ -211,7 +214,7 @@ def test_decode_without_true_behaviour(trained, session, tmp_path, capsys):
     path = write_session(tmp_path / "units_only.nwb", sorting)
     assert main(["decode", str(path), "--model", str(model_dir)]) == 0
     assert "R²" not in capsys.readouterr().out
-    decoded, meta = nwb.read_predictions_from_nwb(path, return_metadata=True)
+    decoded, meta = nwb_read.read_predictions_from_nwb(path, return_metadata=True)
     assert meta["metrics"] is None
     model = sip.load_model(model_dir, device="cpu")
     assert 1 / np.median(np.diff(decoded.timestamps)) == pytest.approx(model.meta["behavior"]["rate"])

@@ -84,5 +84,5 @@ def test_cli_pretrain_runs_under_torchrun(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "with 2 process(es)" in result.stdout
     saved = json.loads((tmp_path / "model" / "config.json").read_text())
-    assert saved["session_vocab"] == ["NA", "s1", "s2", "s3"]
+    assert saved["config"]["session_vocab"] == ["NA", "s1", "s2", "s3"]
     assert saved["meta"]["training"]["world_size"] == 2

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import spikeinterface_poyo as sip
-from spikeinterface_poyo.checkpoint import WEIGHTS_FILE
-from spikeinterface_poyo.model import POYO, PRESETS
+from spikeinterface_poyo.io.models import WEIGHTS_FILE
+from spikeinterface_poyo.models.poyo import POYO, PRESETS
 
 
 def test_paper_configurations_have_their_parameter_counts():
@@ -50,7 +50,7 @@ def test_forward_shapes_and_padding_invariance():
 
 
 def test_inference_in_slices_of_windows_equals_the_training_path(monkeypatch):
-    from spikeinterface_poyo import nn as poyo_nn
+    from spikeinterface_poyo.models.poyo import cpu_kernels as poyo_nn
 
     model = _tiny_model(dim_out=2)
     latent_index, latent_times = model.latent_tokens(3)
@@ -71,7 +71,7 @@ def test_inference_in_slices_of_windows_equals_the_training_path(monkeypatch):
 
 
 def test_phasors_of_fast_rotations_are_exact_after_removing_whole_turns():
-    from spikeinterface_poyo.nn import RotaryTimeEmbedding
+    from spikeinterface_poyo.models.poyo.rotary import RotaryTimeEmbedding
 
     rot = RotaryTimeEmbedding(64, 32, 1e-4, 4.0)
     times = torch.rand(5000) * 6.0  # windows up to 6 s: angles up to ~4e5 rad
@@ -90,7 +90,7 @@ def test_rotary_attention_depends_on_relative_time_only():
     rot = model.rotary_emb
     x = torch.randn(1, 1, 4, 16)
     y = torch.randn(1, 1, 4, 16)
-    from spikeinterface_poyo.nn import apply_rotary
+    from spikeinterface_poyo.models.poyo.rotary import apply_rotary
 
     t = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
     scores = apply_rotary(x, rot(t)) @ apply_rotary(y, rot(t)).transpose(-1, -2)
@@ -122,7 +122,7 @@ def test_save_load_round_trip_and_tamper_detection(tiny_model, simulated, tmp_pa
 def test_mismatched_checkpoint_is_refused(tiny_model, tmp_path):
     path = sip.save_model(tiny_model, tmp_path / "decoder")
     config = json.loads((path / "config.json").read_text())
-    config["architecture"]["dim_out"] = 5  # claims 5 outputs, weights have 2
+    config["config"]["architecture"]["dim_out"] = 5  # claims 5 outputs, weights have 2
     (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="readout"):
         sip.load_model(path)
@@ -143,7 +143,7 @@ def test_presets_are_all_buildable():
 
 
 def test_attention_dropout_mask_drops_the_rounded_fraction_uniformly():
-    from spikeinterface_poyo.nn import keep_mask
+    from spikeinterface_poyo.models.poyo.cpu_kernels import keep_mask
 
     torch.manual_seed(0)
     keep, keep_prob = keep_mask((64, 4, 32, 501), 0.2, "cpu")
@@ -156,7 +156,7 @@ def test_attention_dropout_mask_drops_the_rounded_fraction_uniformly():
 
 
 def test_attention_with_dropout_is_unbiased_and_exact_without_dropout():
-    from spikeinterface_poyo.nn import attention_with_dropout
+    from spikeinterface_poyo.models.poyo.cpu_kernels import dropout_attention as attention_with_dropout
 
     torch.manual_seed(1)
     q, k, v = torch.randn(2, 2, 5, 8), torch.randn(2, 2, 40, 8), torch.randn(2, 2, 40, 8)
@@ -168,7 +168,7 @@ def test_attention_with_dropout_is_unbiased_and_exact_without_dropout():
 
 
 def test_rotating_in_place_gives_the_same_values_and_gradients():
-    from spikeinterface_poyo.nn import RotaryTimeEmbedding, apply_rotary
+    from spikeinterface_poyo.models.poyo.rotary import RotaryTimeEmbedding, apply_rotary
 
     rot = RotaryTimeEmbedding(16, 8, 1e-3, 2.0)
     phasors = rot(torch.rand(3, 7))
@@ -185,7 +185,7 @@ def test_rotating_in_place_gives_the_same_values_and_gradients():
 
 
 def test_dropout_attention_gradients_match_autograd_of_the_same_mask(monkeypatch):
-    from spikeinterface_poyo.nn import _DropoutAttention, keep_mask, key_bias
+    from spikeinterface_poyo.models.poyo.cpu_kernels import _DropoutAttention, keep_mask, key_bias
 
     torch.manual_seed(2)
     q, k, v = (torch.randn(2, 2, n, 8, dtype=torch.float64, requires_grad=True) for n in (5, 30, 30))
@@ -206,7 +206,7 @@ def test_dropout_attention_gradients_match_autograd_of_the_same_mask(monkeypatch
 
 
 def test_window_groups_cover_every_window_once_and_cut_padding():
-    from spikeinterface_poyo.nn import window_groups
+    from spikeinterface_poyo.models.poyo.cpu_kernels import window_groups
 
     lengths = torch.tensor([5, 40, 12, 40, 1, 30])
     mask = torch.arange(40) < lengths[:, None]
@@ -223,15 +223,9 @@ def test_window_groups_cover_every_window_once_and_cut_padding():
 
 @pytest.mark.parametrize("rotate_value", [True, False])
 def test_gathered_attention_matches_autograd_of_gather_rotate_attend(monkeypatch, rotate_value):
-    from spikeinterface_poyo.nn import (
-        RotaryTimeEmbedding,
-        _GatheredAttention,
-        apply_rotary,
-        gathered_rotary_attention,
-        keep_mask,
-        split_heads,
-        window_groups,
-    )
+    from spikeinterface_poyo.models.poyo.cpu_kernels import _GatheredAttention, keep_mask, window_groups
+    from spikeinterface_poyo.models.poyo.layers import gathered_rotary_attention, split_heads
+    from spikeinterface_poyo.models.poyo.rotary import RotaryTimeEmbedding, apply_rotary
 
     torch.manual_seed(4)
     heads, dim_head, num_rows = 2, 8, 6
@@ -289,7 +283,7 @@ def test_shipped_model_loads_and_names_its_training_data():
 
 
 def test_byte_dropout_keeps_the_mean_and_is_identity_in_eval():
-    from spikeinterface_poyo.nn import ByteDropout
+    from spikeinterface_poyo.models.poyo.layers import ByteDropout
 
     torch.manual_seed(3)
     layer = ByteDropout(0.4)

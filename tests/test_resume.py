@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import spikeinterface_poyo as sip
-from spikeinterface_poyo.training_checkpoint import CheckpointMismatch
+from spikeinterface_poyo.training.checkpoints import CheckpointMismatch
 
 SESSIONS = [{"simulated": {"seed": s, "duration": 60.0, "num_units": 20}, "session_id": f"sim{s}"} for s in (31, 32)]
 TRAINING = {"max_epochs": 6, "max_time_s": None, "batch_size": 16}

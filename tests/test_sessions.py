@@ -8,8 +8,9 @@ import torch
 from conftest import shared_file
 
 import spikeinterface_poyo as sip
-from spikeinterface_poyo.run_config import read_config, session_sources
-from spikeinterface_poyo.sessions import SessionSource, SessionStore, nwb_session
+from spikeinterface_poyo.core.sessions import SessionSource, SessionStore
+from spikeinterface_poyo.io.nwb_read import nwb_session
+from spikeinterface_poyo.training.run_config import read_config, session_sources
 
 
 def counting_sources(seeds, loads):
@@ -57,7 +58,7 @@ def test_nwb_session_reads_only_when_asked():
     sorting, behavior = source.load()
     assert sorting.get_num_units() == 25
     assert behavior.end_time < 300.0 and behavior.num_dimensions == 2
-    from spikeinterface_poyo.behavior import read_nwb_epochs
+    from spikeinterface_poyo.io.nwb_read import read_nwb_epochs
 
     running = read_nwb_epochs(path, "run")
     _, during_runs = nwb_session(path, "position", epochs="run").load()

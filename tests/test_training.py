@@ -70,8 +70,34 @@ def test_bad_behaviour_is_explained(simulated, make, message):
 
 def test_unknown_units_are_explained(simulated, tiny_model):
     other, _ = sip.simulate_session(duration=20.0, num_units=3, seed=5)
-    with pytest.raises(ValueError, match="unknown to the model"):
-        sip.decode_behavior(other.rename_units(["x", "y", "z"]), tiny_model, progress_bar=False)
+    renamed = other.rename_units(["x", "y", "z"])
+    with pytest.raises(sip.UnknownSessionError, match="not one the model was trained on"):
+        sip.decode_behavior(renamed, tiny_model, progress_bar=False)
+    with pytest.raises(sip.UnknownSessionError, match="3 of the sorting's 3 units are not units of session"):
+        sip.decode_behavior(renamed, tiny_model, session_id="session", progress_bar=False)
+    with pytest.raises(sip.UnknownSessionError, match="'elsewhere' is not a session this model knows"):
+        sip.decode_behavior(renamed, tiny_model, session_id="elsewhere", progress_bar=False)
+
+
+def test_another_recording_with_the_same_unit_ids_is_refused(simulated, tiny_model):
+    """Every sorter numbers its units 0, 1, 2...: matching ids must not be enough to decode."""
+    other, _ = sip.simulate_session(duration=120.0, num_units=40, seed=9)  # same ids 0..39, other spikes
+    with pytest.raises(sip.UnknownSessionError, match="not one the model was trained on"):
+        sip.decode_behavior(other, tiny_model, progress_bar=False)
+    sorting, behavior = simulated
+    decoded = sip.decode_behavior(sorting, tiny_model, timestamps=behavior.timestamps[:50], progress_bar=False)
+    sliced = sip.decode_behavior(
+        sorting.frame_slice(0, None), tiny_model, timestamps=behavior.timestamps[:50], session_id="session"
+    )
+    np.testing.assert_allclose(sliced.values, decoded.values, atol=1e-5)
+
+
+def test_timestamps_outside_the_spikes_or_in_milliseconds_are_refused(simulated, tiny_model):
+    sorting, behavior = simulated
+    with pytest.raises(ValueError, match="look like milliseconds"):
+        sip.decode_behavior(sorting, tiny_model, timestamps=behavior.timestamps * 1000, progress_bar=False)
+    with pytest.raises(ValueError, match="outside the spikes' span"):
+        sip.decode_behavior(sorting, tiny_model, timestamps=behavior.timestamps + 500.0, progress_bar=False)
 
 
 def test_real_m1_velocity_tiny_preset_quickly():

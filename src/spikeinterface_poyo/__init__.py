@@ -1,56 +1,84 @@
-"""POYO neural decoding for SpikeInterface and NWB.
+"""POYO and other neural population models for SpikeInterface sortings and NWB files.
 
 >>> import spikeinterface_poyo as sip
 >>> model = sip.train_decoder(sorting, sip.read_nwb_behavior("session.nwb", "hand_velocity"))
 >>> decoded = sip.decode_behavior(sorting, model)
 
-Importing the package also registers the ``poyo_decoding`` analyzer extension, the
-``ndx-poyo`` NWB namespace, and ``spikeinterface.full.decode_behavior``.
+Importing the package is cheap: the public names below load on first use, and nothing of
+SpikeInterface, pynwb or torch is imported until then. Import hooks make
+``spikeinterface.full.decode_behavior`` this package's function and let SpikeInterface find the
+``poyo_decoding`` analyzer extension when an analyzer computes or loads it.
+
+The package is laid out as the pipeline (see ``docs/architecture.md``): ``core`` (behaviour,
+spikes, binning, windows, sessions, metrics), ``io`` (atomic writes, model folders, NWB),
+``training`` (the loop), ``models`` (the protocol and the families: ``poyo``, ``baselines``),
+``spikeinterface`` (analyzer extension, threshold crossings, widgets), ``simulation``, ``cli``.
 """
+
+from __future__ import annotations
+
+import importlib
+
+from .spikeinterface import hooks as _hooks
 
 __version__ = "0.1.0"
 
-from . import _spikeinterface  # noqa: F401  (exposes si.decode_behavior)
-from .analyzer_extension import ComputePoyoDecoding, compute_poyo_decoding
-from .behavior import Behavior, list_nwb_behaviors, read_nwb_behavior
-from .checkpoint import available_models, load_model, load_torch_brain_checkpoint, save_model
-from .decoding import decode_behavior
-from .finetuning import finetune
-from .metrics import r2_score
-from .model import POYO, PRESETS
-from .nwb import load_nwb_session, read_predictions_from_nwb, write_predictions_to_nwb
-from .sessions import SessionSource, nwb_session
-from .simulation import simulate_corpus, simulate_recording, simulate_session
-from .threshold import threshold_crossings
-from .tokens import SpikeTokens, sorting_to_tokens
-from .training import pretrain, train_decoder
+#: Public name -> module that defines it (relative to this package).
+_PUBLIC = {
+    "Behavior": ".core.behavior",
+    "SpikeTokens": ".core.spikes",
+    "sorting_to_tokens": ".core.spikes",
+    "sorting_fingerprint": ".core.spikes",
+    "binned_counts": ".core.binning",
+    "r2_score": ".core.metrics",
+    "SessionSource": ".core.sessions",
+    "UnknownSessionError": ".core.sessions",
+    "read_nwb_behavior": ".io.nwb_read",
+    "list_nwb_behaviors": ".io.nwb_read",
+    "read_nwb_epochs": ".io.nwb_read",
+    "load_nwb_session": ".io.nwb_read",
+    "nwb_session": ".io.nwb_read",
+    "read_predictions_from_nwb": ".io.nwb_read",
+    "write_predictions_to_nwb": ".io.nwb_write",
+    "TrainingConfig": ".training.config",
+    "BehaviorDecoder": ".models.base",
+    "NotFittedError": ".models.base",
+    "decode_behavior": ".models.decoding",
+    "save_model": ".models.registry",
+    "load_model": ".models.registry",
+    "available_models": ".models.registry",
+    "POYO": ".models.poyo",
+    "PRESETS": ".models.poyo",
+    "POYODecoder": ".models.poyo",
+    "train_decoder": ".models.poyo",
+    "pretrain": ".models.poyo",
+    "finetune": ".models.poyo",
+    "load_torch_brain_checkpoint": ".models.poyo",
+    "WienerFilter": ".models.baselines",
+    "MLPDecoder": ".models.baselines",
+    "GRUDecoder": ".models.baselines",
+    "ComputePoyoDecoding": ".spikeinterface.extension",
+    "compute_poyo_decoding": ".spikeinterface.extension",
+    "threshold_crossings": ".spikeinterface.threshold",
+    "plot_decoded_behavior": ".spikeinterface.widgets",
+    "simulate_session": ".simulation",
+    "simulate_corpus": ".simulation",
+    "simulate_recording": ".simulation",
+}
 
-__all__ = [
-    "Behavior",
-    "SessionSource",
-    "ComputePoyoDecoding",
-    "POYO",
-    "available_models",
-    "finetune",
-    "pretrain",
-    "PRESETS",
-    "SpikeTokens",
-    "compute_poyo_decoding",
-    "decode_behavior",
-    "list_nwb_behaviors",
-    "load_model",
-    "load_nwb_session",
-    "load_torch_brain_checkpoint",
-    "nwb_session",
-    "r2_score",
-    "read_nwb_behavior",
-    "read_predictions_from_nwb",
-    "save_model",
-    "simulate_corpus",
-    "simulate_recording",
-    "simulate_session",
-    "sorting_to_tokens",
-    "threshold_crossings",
-    "train_decoder",
-    "write_predictions_to_nwb",
-]
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+        globals()[name] = value  # once loaded, an ordinary attribute
+        return value
+    raise AttributeError(f"module 'spikeinterface_poyo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+_hooks.install()

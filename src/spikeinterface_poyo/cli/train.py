@@ -1,0 +1,87 @@
+"""``spikeinterface-poyo train``: train a decoder on one NWB file and save it as a model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import add_training_options, fraction, progress, record_training_data
+
+HELP = "train a decoder on an NWB file"
+DESCRIPTION = """Train a decoder on one NWB file and save it as a model folder.
+
+The spikes come from the file's units table, the target from the named behavioural series
+(looked up in processing modules, Position / BehavioralTimeSeries containers and acquisition).
+Only the first --train-fraction of the behaviour's time span is used, so the rest can be scored
+with `evaluate` and `decode`. --family picks POYO (default) or a baseline (wiener, mlp, gru).
+
+example:
+  spikeinterface-poyo train session.nwb --behavior hand_velocity --output decoder/ --preset small"""
+
+FAMILIES = ("poyo", "wiener", "mlp", "gru")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("session", type=Path, metavar="SESSION.nwb", help="NWB file with a units table and behaviour")
+    parser.add_argument("--behavior", required=True, metavar="NAME", help="behavioural series to decode (name or path)")
+    parser.add_argument("--output", required=True, type=Path, metavar="MODEL_DIR", help="folder to save the model in")
+    parser.add_argument("--family", choices=FAMILIES, default="poyo", help="model family (default: poyo)")
+    parser.add_argument("--preset", default="small", help="POYO architecture: tiny, small, ... (default: small)")
+    parser.add_argument("--session-id", metavar="ID", help="name of the session (default: the file name)")
+    parser.add_argument(
+        "--train-fraction",
+        type=fraction,
+        default=0.7,
+        help="first fraction of the behaviour's time span to train on (default: 0.7)",
+    )
+    add_training_options(parser)
+
+
+def build(args, sorting, behavior, session_id: str):
+    """Train the chosen family; returns the fitted model."""
+    from ..models.baselines import GRUDecoder, MLPDecoder, WienerFilter
+    from ..models.poyo import train_decoder
+
+    if args.family == "poyo":
+        return train_decoder(
+            sorting,
+            behavior,
+            preset=args.preset,
+            session_id=session_id,
+            seed=args.seed,
+            max_epochs=args.max_epochs,
+            max_time_s=args.max_time_s,
+            device=args.device,
+            progress_bar=progress(),
+        )
+    if args.family == "wiener":
+        return WienerFilter(session_id=session_id).fit(sorting, behavior)
+    cls = MLPDecoder if args.family == "mlp" else GRUDecoder
+    return cls(seed=args.seed, max_time_s=args.max_time_s, device=args.device, session_id=session_id).fit(
+        sorting, behavior
+    )
+
+
+def run(args) -> None:
+    from ..io.models import CONFIG_FILE
+    from ..io.nwb_read import load_nwb_session
+    from ..models.registry import save_model
+
+    if args.output.exists() and not (args.output / CONFIG_FILE).is_file():
+        # refuse before spending the training time, not after
+        raise FileExistsError(f"{args.output} exists and is not a saved model; choose another --output.")
+    sorting, behavior = load_nwb_session(args.session, behavior=args.behavior)
+    if args.train_fraction < 1:
+        behavior = behavior.split(args.train_fraction)[0]
+    session_id = args.session_id or args.session.stem
+    model = build(args, sorting, behavior, session_id)
+    record_training_data(model, args.session, behavior)
+    save_model(model, args.output)
+    record = model.fitted_decoder().meta["training"]
+    best = record.get("best_val_r2")
+    detail = (
+        f" in {record['train_time_s']:.1f} s ({record['epochs']} epochs); best validation R² {best:.3f}" if best else ""
+    )
+    print(
+        f"Trained {args.family} on {behavior.end_time - behavior.start_time:.1f} s of {behavior.name!r} from "
+        f"{args.session.name} as session {session_id!r}{detail}. Saved to {args.output}"
+    )

@@ -1,0 +1,60 @@
+"""Spike counts in bins around given times, with lags (history) and leads (look-ahead): the one
+binning that the baselines and every binned model share."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .spikes import single_segment_tokens
+
+
+def binned_counts(sorting, timestamps, bin_size: float = 0.05, lags: int = 5, leads: int = 0) -> np.ndarray:
+    """Counts of every unit in ``lags`` bins ending at each timestamp and ``leads`` bins after it.
+
+    Bins are half-open on the left: with ``leads=0`` the last bin is ``(t - bin_size, t]``, so
+    only spikes up to ``t`` are used (causal). Bin ``i`` covers
+    ``(t + (i - lags) * bin_size, t + (i - lags + 1) * bin_size]``.
+
+    Parameters
+    ----------
+    sorting : BaseSorting, SortingAnalyzer or SpikeTokens
+        The spikes (a single segment).
+    timestamps : array_like
+        (T,) times in seconds.
+    bin_size : float, default: 0.05
+        Bin width in seconds.
+    lags : int, default: 5
+        Bins up to and including the one ending at ``t``.
+    leads : int, default: 0
+        Bins after ``t`` (look-ahead; 0 keeps the features causal).
+
+    Returns
+    -------
+    np.ndarray
+        (T, lags + leads, U) float32 counts, oldest bin first.
+    """
+    if bin_size <= 0:
+        raise ValueError(f"bin_size must be positive, got {bin_size}.")
+    if lags < 0 or leads < 0 or lags + leads == 0:
+        raise ValueError(f"Need lags >= 0, leads >= 0 and at least one bin, got lags={lags}, leads={leads}.")
+    tokens = single_segment_tokens(sorting)
+    timestamps = np.asarray(timestamps, dtype=np.float64)
+    num_bins = lags + leads
+    counts = np.zeros((len(timestamps), num_bins, tokens.num_units), dtype=np.float32)
+    # every bin edge of every timestamp at once, oldest first
+    edges = timestamps[:, None] + (np.arange(num_bins + 1) - lags)[None, :] * bin_size
+    order = np.argsort(tokens.unit_index, kind="stable")  # spike times grouped by unit, each group still sorted
+    bounds = np.searchsorted(tokens.unit_index[order], np.arange(tokens.num_units + 1))
+    for u in range(tokens.num_units):
+        times = tokens.times[order[bounds[u] : bounds[u + 1]]]
+        if len(times):
+            cumulative = np.searchsorted(times, edges, side="right")  # spikes up to each edge
+            counts[:, :, u] = cumulative[:, 1:] - cumulative[:, :-1]
+    return counts
+
+
+def binned_history(sorting, timestamps, bin_size: float = 0.05, lags: int = 5) -> np.ndarray:
+    """Causal counts flattened lag-major, most recent bin first: (T, lags * U), column
+    ``k * U + u`` being unit ``u`` in the bin ``(t - (k + 1) * bin_size, t - k * bin_size]``."""
+    counts = binned_counts(sorting, timestamps, bin_size, lags)
+    return np.ascontiguousarray(counts[:, ::-1]).reshape(len(counts), -1)

@@ -1,0 +1,25 @@
+"""The ``ndx-poyo`` NWB extension: its YAML spec lives beside this file, and importing this
+module loads it into pynwb's type map. Files written by the package cache the spec, so a reader
+without this package still opens them with plain pynwb."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pynwb
+
+NAMESPACE = "ndx-poyo"
+SPEC_DIR = Path(__file__).resolve().parent
+NAMESPACE_PATH = SPEC_DIR / f"{NAMESPACE}.namespace.yaml"
+#: The processing module decoded behaviour is written into.
+MODULE_NAME = "behavior"
+
+
+def load_namespace() -> None:
+    """Load the ``ndx-poyo`` namespace into pynwb's type map (once)."""
+    if NAMESPACE not in pynwb.get_type_map().namespace_catalog.namespaces:
+        pynwb.load_namespaces(str(NAMESPACE_PATH))
+
+
+load_namespace()
+DecodedBehavior = pynwb.get_class("DecodedBehavior", NAMESPACE)

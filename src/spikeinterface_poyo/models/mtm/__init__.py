@@ -1,0 +1,1 @@
+"""Reserved for MtM (Zhang et al., NeurIPS 2024): masked modelling across neurons, time and regions (issue 14)."""
