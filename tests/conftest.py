@@ -1,5 +1,6 @@
 """Shared fixtures: real recordings from ../shared/data and small simulated sessions."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,13 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def shared_file(name: str) -> Path:
+    """A real recording from ../shared/data: in CI (``CI=true``) a missing one fails the test."""
     path = DATA / name
     if not path.exists():
-        pytest.skip(f"{path} is not here (CI puts ../shared beside the clone)")
+        message = f"{path} is not here (CI puts ../shared beside the clone)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
     return path
 
 

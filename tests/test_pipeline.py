@@ -63,7 +63,7 @@ def test_a_spikeinterface_sorter_output_decodes(example, tmp_path):
     sorting = example.run_sorter(recording, tmp_path / "simple")
     assert sorting.get_num_units() > 0
     r2, model = example.train_and_score(sorting, behavior, max_epochs=2, max_time_s=None, batch_size=16)
-    assert np.isfinite(r2)
+    assert -1.0 < r2 <= 1.0  # 20 s and two epochs: a working pipeline, not an accuracy claim
     assert model.meta["training"]["num_units"] == sorting.get_num_units()
 
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import importlib
 
+from ._version import __version__
 from .spikeinterface import hooks as _hooks
-
-__version__ = "0.1.0"
 
 #: Public name -> module that defines it (relative to this package).
 _PUBLIC = {

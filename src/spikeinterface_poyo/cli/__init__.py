@@ -24,7 +24,7 @@ COMMANDS = ("train", "evaluate", "decode", "finetune", "pretrain", "demo")
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, one subcommand per module of this package."""
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG,

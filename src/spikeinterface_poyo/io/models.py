@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .. import __version__
+from .._version import __version__
 from .atomic import atomic_folder, file_sha256, write_json
 
 FORMAT = "spikeinterface-poyo"

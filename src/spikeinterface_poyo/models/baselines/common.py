@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import __version__
+from ..._version import __version__
 from ...core.behavior import Behavior, usable_samples
 from ...core.sessions import describe_behavior, no_overlap_error
 from ...core.spikes import SpikeTokens, namespaced_unit_ids, single_segment_tokens, sorting_fingerprint

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ... import __version__
+from ..._version import __version__
 from ...core.intervals import total_seconds
 from ...core.sessions import SessionStore, session_data
 from ...core.spikes import sorting_fingerprint

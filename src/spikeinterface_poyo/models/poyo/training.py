@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ... import __version__
+from ..._version import __version__
 from ...core.sessions import SessionStore, SessionSummary, as_source
 from ...training.config import TrainingConfig
 from ...training.distributed import Distributed, init_distributed, shard
