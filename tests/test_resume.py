@@ -130,3 +130,11 @@ def test_checkpoint_of_other_sessions_is_refused(tmp_path, sessions, one_torch_t
     other = [(*sip.simulate_session(duration=60.0, num_units=12, seed=43), "s43"), sessions[1]]
     with pytest.raises(CheckpointMismatch, match="another model or set of sessions"):
         sip.pretrain(other, checkpoint_dir=folder, resume=True, **TINY)
+
+
+def test_resume_with_changed_training_settings_is_refused(tmp_path, sessions, one_torch_thread):
+    folder = tmp_path / "checkpoints"
+    sip.pretrain(sessions, checkpoint_dir=folder, **TINY)
+    changed = {**TINY, "lr": 5e-3}
+    with pytest.raises(CheckpointMismatch, match=r"other training settings \(lr: 0.002 -> 0.005\)"):
+        sip.pretrain(sessions, checkpoint_dir=folder, resume=True, **changed)
