@@ -87,3 +87,22 @@ def record_training_data(model, session: Path, behavior) -> None:
     record = model.fitted_decoder().meta.setdefault("training", {})
     record["train_interval"] = [behavior.start_time, behavior.end_time]
     record["source_file"] = session.name
+
+
+def training_fields(args) -> dict:
+    """The training settings every training command takes."""
+    return dict(seed=args.seed, max_epochs=args.max_epochs, max_time_s=args.max_time_s, device=args.device)
+
+
+def labelled_session(args):
+    """Refuse an --output that is not a model folder (before any training time is spent), then read
+    the sorting and the first --train-fraction of the behaviour."""
+    from ..io.models import CONFIG_FILE
+    from ..io.nwb_read import load_nwb_session
+
+    if args.output.exists() and not (args.output / CONFIG_FILE).is_file():
+        raise FileExistsError(f"{args.output} exists and is not a saved model; choose another --output.")
+    sorting, behavior = load_nwb_session(args.session, behavior=args.behavior)
+    if args.train_fraction < 1:
+        behavior = behavior.split(args.train_fraction)[0]
+    return sorting, behavior, args.session_id or args.session.stem

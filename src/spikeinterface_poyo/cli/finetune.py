@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_training_options, fraction, progress, record_training_data
+from .common import add_training_options, fraction, labelled_session, progress, record_training_data, training_fields
 
 HELP = "adapt a saved POYO model to a new recording"
 DESCRIPTION = """Adapt a saved (or shipped) POYO model to the units of a new NWB file and save it.
@@ -30,31 +30,21 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    from ..io.models import CONFIG_FILE
-    from ..io.nwb_read import load_nwb_session
     from ..models.poyo import POYO, finetune
     from ..models.registry import load_model, save_model
 
-    if args.output.exists() and not (args.output / CONFIG_FILE).is_file():
-        raise FileExistsError(f"{args.output} exists and is not a saved model; choose another --output.")
+    sorting, behavior, session_id = labelled_session(args)
     model = load_model(args.model, device=args.device)
     if not isinstance(model, POYO):
         raise ValueError(f"{args.model} holds a {type(model).__name__}; only POYO models can be finetuned.")
-    sorting, behavior = load_nwb_session(args.session, behavior=args.behavior)
-    if args.train_fraction < 1:
-        behavior = behavior.split(args.train_fraction)[0]
-    session_id = args.session_id or args.session.stem
     finetune(
         model,
         sorting,
         behavior,
         args.mode,
         session_id=session_id,
-        seed=args.seed,
-        max_epochs=args.max_epochs,
-        max_time_s=args.max_time_s,
-        device=args.device,
         progress_bar=progress(),
+        **training_fields(args),
     )
     record_training_data(model, args.session, behavior)
     save_model(model, args.output)

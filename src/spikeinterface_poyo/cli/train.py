@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_training_options, fraction, progress, record_training_data
+from .common import add_training_options, fraction, labelled_session, progress, record_training_data, training_fields
 
 HELP = "train a decoder on an NWB file"
 DESCRIPTION = """Train a decoder on one NWB file and save it as a model folder.
@@ -47,11 +47,8 @@ def build(args, sorting, behavior, session_id: str):
             behavior,
             preset=args.preset,
             session_id=session_id,
-            seed=args.seed,
-            max_epochs=args.max_epochs,
-            max_time_s=args.max_time_s,
-            device=args.device,
             progress_bar=progress(),
+            **training_fields(args),
         )
     if args.family == "wiener":
         return WienerFilter(session_id=session_id).fit(sorting, behavior)
@@ -62,17 +59,9 @@ def build(args, sorting, behavior, session_id: str):
 
 
 def run(args) -> None:
-    from ..io.models import CONFIG_FILE
-    from ..io.nwb_read import load_nwb_session
     from ..models.registry import save_model
 
-    if args.output.exists() and not (args.output / CONFIG_FILE).is_file():
-        # refuse before spending the training time, not after
-        raise FileExistsError(f"{args.output} exists and is not a saved model; choose another --output.")
-    sorting, behavior = load_nwb_session(args.session, behavior=args.behavior)
-    if args.train_fraction < 1:
-        behavior = behavior.split(args.train_fraction)[0]
-    session_id = args.session_id or args.session.stem
+    sorting, behavior, session_id = labelled_session(args)
     model = build(args, sorting, behavior, session_id)
     record_training_data(model, args.session, behavior)
     save_model(model, args.output)

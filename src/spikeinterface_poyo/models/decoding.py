@@ -88,7 +88,8 @@ def decode_behavior(
         if timestamps is None:
             t = np.arange(tokens.start_time, tokens.end_time, 1.0 / rate)
         else:
-            t = check_timestamps(timestamps, tokens.start_time, tokens.end_time, decoder.window_length)
+            # a sorting without its recording ends at its last spike: allow a second past it
+            t = check_timestamps(timestamps, tokens.start_time, tokens.end_time, max(decoder.window_length, 1.0))
         values = decoder.predict_segment(
             tokens, t, session_id, batch_size=batch_size, n_jobs=n_jobs, progress_bar=progress_bar
         )

@@ -86,10 +86,7 @@ class GRUDecoder(NeuralDecoder):
         device=None,
         session_id: str = "session",
     ):
-        self.bin_size, self.lags, self.hidden, self.dropout = bin_size, lags, hidden, dropout
-        self.lr, self.weight_decay, self.batch_size = lr, weight_decay, batch_size
-        self.max_epochs, self.patience, self.val_fraction = max_epochs, patience, val_fraction
-        self.max_time_s, self.seed, self.device, self.session_id = max_time_s, seed, device, session_id
+        super().__init__(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
 
     def _network(self, num_units: int, dim_out: int) -> nn.Module:
         return _GRU(num_units, self.hidden, dim_out, self.dropout)

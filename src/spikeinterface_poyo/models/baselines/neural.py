@@ -60,6 +60,10 @@ class NeuralDecoder(BaselineDecoder):
     with early stopping on the validation R² of the last ``val_fraction`` of the samples.
     """
 
+    def __init__(self, **params):
+        for name, value in params.items():  # scikit-learn's convention: settings under their own names
+            setattr(self, name, value)
+
     def _network(self, num_units: int, dim_out: int) -> nn.Module:
         raise NotImplementedError
 
