@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 
-from ._version import __version__
+from ._version import __version__  # noqa: F401  (sip.__version__)
 from .spikeinterface import hooks as _hooks
 
 #: Public name -> module that defines it (relative to this package).
