@@ -8,6 +8,19 @@ import pytest
 import spikeinterface_poyo as sip
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: The recordings ../shared/data/README.md lists; tests that go over all of them use this list, so
+#: a missing one is noticed (a failure in CI) rather than silently left out.
+SHARED_FILES = [
+    "chewie_20131003_center_out.nwb",
+    "human_mtl_two_regions.nwb",
+    "ibl_neuropixels_120s.nwb",
+    "jenkins_mc_maze_2trials.nwb",
+    "linear_track.nwb",
+    "m1_center_out.nwb",
+    "mihi_20140303_center_out.nwb",
+    "reach_to_grasp.nwb",
+    "w_maze.nwb",
+]
 
 
 def shared_file(name: str) -> Path:

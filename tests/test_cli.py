@@ -267,3 +267,18 @@ def test_python_dash_m_runs_the_cli(tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [f"spikeinterface-poyo: error: No NWB file at {missing}."]
     assert captured.out == ""
+
+
+def test_decode_into_a_companion_leaves_the_session_untouched(trained, session_copy, capsys):
+    _, model_dir = trained
+    digest = sha256(session_copy)
+    argv = ["decode", str(session_copy), "--model", str(model_dir), "--storage", "companion"]
+    assert main(argv) == 0
+    assert sha256(session_copy) == digest
+    companion = sip.default_companion_path(session_copy)
+    assert f"to {companion}" in capsys.readouterr().out
+    decoded, meta = nwb_read.read_predictions_from_nwb(session_copy, "decoded_velocity", return_metadata=True)
+    assert meta["nwb_path"] == companion and len(decoded) > 0
+    # the name is taken in the pair now: refused before decoding, whichever file would be written
+    assert main(["decode", str(session_copy), "--model", str(model_dir), "--storage", "copy"]) == 2
+    assert "already holds" in capsys.readouterr().err

@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import pynwb
 import pytest
+from conftest import SHARED_FILES, shared_file
 
 import spikeinterface_poyo as sip
 from spikeinterface_poyo.io import atomic, nwb_read, nwb_spec
@@ -27,8 +28,7 @@ from spikeinterface_poyo.io import nwb_write as nwb
 from spikeinterface_poyo.io.models import model_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/data")
-REAL_FILES = sorted(p.name for p in DATA.glob("*.nwb")) if DATA.is_dir() else []
+REAL_FILES = SHARED_FILES
 SPEC_FILES = ("ndx-poyo.namespace.yaml", "ndx-poyo.extensions.yaml")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -116,7 +116,8 @@ from pynwb import NWBHDF5IO, validate
 
 for path, name, out in json.loads(sys.argv[1]):
     with NWBHDF5IO(path, "r") as io:
-        series = io.read().processing["behavior"][name]
+        nwbfile = io.read()
+        series = nwbfile.processing["behavior"][name]
         data = series.data[:]
         if series.timestamps is not None:
             timestamps = series.timestamps[:]
@@ -131,6 +132,9 @@ for path, name, out in json.loads(sys.argv[1]):
             metrics=json.loads(series.metrics) if series.metrics else None,
             rows=series.units.data[:].tolist() if series.units is not None else None,
             units_table=series.units.table.name if series.units is not None else None,
+            file_units=nwbfile.units.id[:].tolist() if nwbfile.units is not None else None,
+            session_start_time=nwbfile.session_start_time.isoformat(),
+            identifier=nwbfile.identifier,
         )
     np.savez(out, data=data, timestamps=timestamps)
     info["errors"] = [str(e) for e in validate(path=path)]
@@ -223,7 +227,7 @@ def real_round_trips(trained, tmp_path_factory):
     cases = {}
     for filename in REAL_FILES:
         path = folder / filename
-        shutil.copyfile(DATA / filename, path)
+        shutil.copyfile(shared_file(filename), path)
         path.chmod(0o644)
         behaviors = sip.list_nwb_behaviors(path)
         wanted = [n for n in ("hand_velocity", "velocity") if n in behaviors] or sorted(behaviors)
@@ -252,7 +256,6 @@ def real_round_trips(trained, tmp_path_factory):
     return {filename: {**case, "plain": result} for (filename, case), result in zip(cases.items(), plain)}
 
 
-@pytest.mark.skipif(not REAL_FILES, reason="no real NWB files in /work/shared/data")
 @pytest.mark.parametrize("filename", REAL_FILES)
 def test_round_trip_on_real_files(filename, real_round_trips, trained):
     case = real_round_trips[filename]
@@ -268,6 +271,8 @@ def test_round_trip_on_real_files(filename, real_round_trips, trained):
     assert info["preset"] == "tiny" and info["training_sessions"] == ["session"]
     assert info["metrics"] == {"r2": [0.5, 0.25], "mean": 0.375}
     assert info["rows"] == [0, 1, 2, 3, 4] and info["units_table"] == "units"
+    with h5py.File(path, "r") as f:
+        assert info["file_units"] == f["units/id"][:].tolist()
     # nothing of the original was lost, and the truth still reads the same
     assert set(case["before"]) | {name} == set(sip.list_nwb_behaviors(path))
     if case["truth"].name in case["before"]:
@@ -630,12 +635,12 @@ def test_load_nwb_session_errors(session_file):
         nwb_read.load_nwb_session(session_file.with_name("missing.nwb"), behavior="velocity")
 
 
-@pytest.mark.skipif("jenkins_mc_maze_2trials.nwb" not in REAL_FILES, reason="real file missing")
 def test_load_nwb_session_real_file_uses_units_resolution():
-    sorting, behavior = nwb_read.load_nwb_session(DATA / "jenkins_mc_maze_2trials.nwb", behavior="hand_velocity")
+    path = shared_file("jenkins_mc_maze_2trials.nwb")
+    sorting, behavior = nwb_read.load_nwb_session(path, behavior="hand_velocity")
     assert sorting.sampling_frequency == 1000.0  # 1 / units.resolution
     assert sorting.get_num_units() == 182 and behavior.num_dimensions == 2
-    assert os.access(DATA / "jenkins_mc_maze_2trials.nwb", os.R_OK)
+    assert os.access(path, os.R_OK)
 
 
 def test_verification_catches_a_bad_write(session_file, predictions, trained, monkeypatch):

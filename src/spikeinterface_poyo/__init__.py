@@ -38,6 +38,7 @@ _PUBLIC = {
     "load_nwb_session": ".io.nwb_read",
     "nwb_session": ".io.nwb_read",
     "read_predictions_from_nwb": ".io.nwb_read",
+    "default_companion_path": ".io.nwb_read",
     "write_predictions_to_nwb": ".io.nwb_write",
     "TrainingConfig": ".training.config",
     "BehaviorDecoder": ".models.base",

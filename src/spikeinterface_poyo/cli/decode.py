@@ -12,8 +12,10 @@ DESCRIPTION = """Decode behaviour with a saved model and write it into the NWB f
 The predictions become a DecodedBehavior (ndx-poyo extension) in processing/behavior, with the
 model's name, version, sha256, training sessions and preset. The file is replaced atomically
 only after the written copy checks out; --output writes a new file and leaves SESSION.nwb as it
-is. The model must know the recording: the exact sorting it was trained on is recognised, any
-other recording of a training session needs --session-id, and a recording it never saw is an
+is; for large files (raw ephys) --storage companion (automatic above 2 GiB) writes
+SESSION.poyo.nwb beside it instead, linking to its units, and never opens SESSION.nwb for writing.
+The model must know the recording: the exact sorting it was trained on is recognised, any other
+recording of a training session needs --session-id, and a recording it never saw is an
 error (finetune the model first). When the true behaviour is in the file, predictions are made
 at its timestamps, and R² on the held-out time (never the model's training data) is printed and
 stored with the predictions.
@@ -34,6 +36,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--output", type=Path, metavar="COPY.nwb", help="write a new file instead of into SESSION.nwb")
     parser.add_argument("--name", help="name of the decoded series (default: decoded_<behaviour>)")
     parser.add_argument("--overwrite", action="store_true", help="replace a decoded series of the same name")
+    parser.add_argument(
+        "--storage",
+        choices=("auto", "copy", "companion"),
+        default="auto",
+        help="copy: rewrite SESSION.nwb atomically; companion: write SESSION.poyo.nwb beside it, linking its "
+        "units, SESSION.nwb never opened for writing; auto (default): companion for files over 2 GiB or when "
+        "one exists",
+    )
+    parser.add_argument("--companion", type=Path, metavar="FILE.nwb", help="companion file to write (any storage)")
     add_decoding_options(parser)
 
 
@@ -52,7 +63,7 @@ def held_out_metrics(truth, predicted, end: float | None) -> dict | None:
 
 def run(args) -> None:
     from ..io.nwb_read import _read_sorting, list_nwb_behaviors, read_nwb_behavior
-    from ..io.nwb_write import _check_existing, _summarize, write_predictions_to_nwb
+    from ..io.nwb_write import check_name_free, write_predictions_to_nwb
     from ..models.decoding import decode_behavior
     from ..models.registry import load_model
 
@@ -62,8 +73,8 @@ def run(args) -> None:
     described = model.behavior_description()
     target_name = args.behavior or described.get("name")
     name = args.name or f"decoded_{described.get('name', 'behavior')}"
-    if args.output is None:  # a name that is taken fails now, not after decoding
-        _check_existing(_summarize(args.session, name), name, args.overwrite, args.session)
+    where = dict(storage=args.storage, companion_path=args.companion, output_path=args.output)
+    check_name_free(args.session, name, args.overwrite, **where)  # a name that is taken fails now, not after decoding
     available = list_nwb_behaviors(args.session)
     has_truth = target_name is not None and (target_name in available or target_name in available.values())
     if args.behavior and not has_truth:
@@ -97,6 +108,6 @@ def run(args) -> None:
         overwrite=args.overwrite,
         metrics=metrics,
         model_path=args.model if Path(args.model).exists() else None,
-        output_path=args.output,
+        **where,
     )
     print(f"Wrote {name} ({len(predicted)} samples) to {written}")

@@ -60,14 +60,24 @@ def staging_folder(target: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
 
 
+def umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The permission bits a new file gets (``mkstemp`` makes files 0600)."""
+    return 0o666 & ~umask()
+
+
 def _default_permissions(folder: Path) -> None:
     """Give a folder made by ``mkdtemp`` (0700) and its files the modes the umask allows."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
+    folder.chmod(0o777 & ~umask())
     for file in folder.iterdir():
         if file.is_file():
-            file.chmod(0o666 & ~umask)
+            file.chmod(new_file_mode())
 
 
 def replace_folder(staged: Path, target: Path) -> None:

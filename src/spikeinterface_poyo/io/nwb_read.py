@@ -1,5 +1,6 @@
 """Reading NWB files: behavioural series, epochs, units as a SpikeInterface sorting, whole
-sessions (also lazily, for pretraining corpora), and decoded series written by the package."""
+sessions (also lazily, for pretraining corpora), and decoded series written by the package,
+from the file itself or from its companion file (``<stem>.poyo.nwb``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pynwb
 
 from ..core.behavior import Behavior
 from ..core.sessions import SessionSource
-from . import nwb_spec  # noqa: F401  (loads the ndx-poyo namespace, for reading decoded series)
+from .nwb_spec import COMPANION_SUFFIX  # importing it loads the ndx-poyo namespace, for decoded series
 
 logger = logging.getLogger(__name__)
 
@@ -173,30 +174,72 @@ def nwb_session(
 # reading
 
 
-def _find_decoded(nwbfile, name: str | None, path: Path):
-    found = {
-        obj.name: obj
-        for module in nwbfile.processing.values()
-        for obj in module.data_interfaces.values()
-        if obj.neurodata_type == "DecodedBehavior"
-    }
+def default_companion_path(nwb_path: str | Path) -> Path:
+    """Where :func:`write_predictions_to_nwb` puts a file's companion by default.
+
+    ``<stem>.poyo.nwb`` beside the file as named (beside a symbolic link, not its target), so
+    ``session.nwb`` gets ``session.poyo.nwb``.
+    """
+    path = Path(nwb_path).absolute()
+    return path.with_name(path.stem + COMPANION_SUFFIX)
+
+
+def _decoded_names(path: Path) -> list[str]:
+    """Names of the DecodedBehavior objects in a file's processing modules, read with h5py (cheap on big files)."""
+    with h5py.File(path, "r") as f:
+        modules = [m for m in f.get("processing", {}).values() if isinstance(m, h5py.Group)]
+        return [
+            name
+            for module in modules
+            for name, obj in module.items()
+            if _decode(obj.attrs.get("neurodata_type", "")) == "DecodedBehavior"
+        ]
+
+
+def _find_decoded(nwb_path: Path, companion_path, name: str | None) -> tuple[Path, str]:
+    """The file holding the decoded series (``nwb_path`` or its companion) and the series' name."""
+    if companion_path is not None:
+        companion = Path(companion_path)
+        if not companion.is_file():
+            raise FileNotFoundError(f"No companion file at {companion}.")
+    else:
+        companion = default_companion_path(nwb_path)
+    places, note = [nwb_path], ""
+    if nwb_path.name.endswith(COMPANION_SUFFIX) and companion_path is None:  # a companion itself
+        looked = nwb_path.name
+    elif companion.is_file() and companion.resolve() != nwb_path.resolve():
+        places.append(companion)
+        looked = f"{nwb_path.name} and its companion {companion.name}"
+    else:
+        looked, note = nwb_path.name, f" (and there is no companion file at {companion})"
+    found = {path: _decoded_names(path) for path in places}
+    everything = sorted(n for names in found.values() for n in names)
+    hold = "hold" if len(places) > 1 else "holds"
     if name is None:
-        if len(found) != 1:
-            raise ValueError(f"{path.name} holds {len(found)} decoded series {sorted(found)}; pass name=.")
-        return next(iter(found.values()))
-    if name not in found:
-        raise ValueError(f"No decoded series named {name!r} in {path.name}; it holds {sorted(found)}.")
-    return found[name]
+        if len(everything) != 1:
+            more = "; pass name=" if everything else ""
+            raise ValueError(f"{looked} {hold} {len(everything)} decoded series {everything}{note}{more}.")
+        name = everything[0]
+    holders = [path for path, names in found.items() if name in names]
+    if not holders:
+        they = "they" if len(places) > 1 else "it"
+        raise ValueError(f"No decoded series named {name!r} in {looked}{note}; {they} {hold} {everything}.")
+    if len(holders) > 1:
+        raise ValueError(
+            f"Both {nwb_path.name} and its companion {companion.name} hold a decoded series named {name!r}; "
+            "remove one of them."
+        )
+    return holders[0], name
 
 
 def _as_list(value) -> list[str] | None:
     return None if value is None else [_decode(v) for v in np.atleast_1d(value)]
 
 
-def _metadata(series) -> dict:
+def _metadata(series, path: Path) -> dict:
     units = series.units
     unit_ids = None
-    if units is not None:
+    if units is not None:  # the units table, or in a companion its local copy of the source's unit ids
         rows = np.asarray(units.data[:], dtype=np.int64)
         table = units.table
         column = table["unit_name"].data if "unit_name" in table.colnames else table.id.data
@@ -212,20 +255,30 @@ def _metadata(series) -> dict:
         "metrics": json.loads(series.metrics) if series.metrics else None,
         "unit_ids": unit_ids,
         "description": series.description,
+        "nwb_path": path,
     }
 
 
-def read_predictions_from_nwb(nwb_path: str | Path, name: str | None = None, return_metadata: bool = False):
-    """Read a decoded series written by :func:`write_predictions_to_nwb`.
+def read_predictions_from_nwb(
+    nwb_path: str | Path,
+    name: str | None = None,
+    return_metadata: bool = False,
+    companion_path: str | Path | None = None,
+):
+    """Read a decoded series written by :func:`write_predictions_to_nwb`, from a file or its companion.
 
     Parameters
     ----------
     nwb_path : str or Path
-        The NWB file.
+        The NWB file (or a companion file). Its companion, ``<stem>.poyo.nwb`` beside it, is
+        searched as well when it exists.
     name : str or None
-        Name of the ``DecodedBehavior``; may be omitted when the file holds exactly one.
+        Name of the ``DecodedBehavior``; may be omitted when the file and its companion hold
+        exactly one.
     return_metadata : bool, default: False
         Also return the provenance.
+    companion_path : str or Path or None
+        The companion file, when it is not at its default place.
 
     Returns
     -------
@@ -234,13 +287,16 @@ def read_predictions_from_nwb(nwb_path: str | Path, name: str | None = None, ret
     dict
         Only with ``return_metadata``: ``model_name``, ``model_version``, ``model_sha256``,
         ``preset``, ``training_sessions``, ``decoded_variable``, ``metrics`` (dict), ``unit_ids``
-        (the linked units' ids) and ``description``; unknown ones are None.
+        (the ids of the units that fed the decoder), ``description``, and ``nwb_path`` (the file
+        it was read from); unknown ones are None.
     """
     path = Path(nwb_path)
     if not path.is_file():
         raise FileNotFoundError(f"No NWB file at {path}.")
+    path, name = _find_decoded(path, companion_path, name)
     with pynwb.NWBHDF5IO(str(path), "r") as io:
-        series = _find_decoded(io.read(), name, path)
+        nwbfile = io.read()
+        series = next(module[name] for module in nwbfile.processing.values() if name in module.data_interfaces)
         behavior = Behavior(
             _timestamps(series),
             np.asarray(series.data[:], dtype=np.float64),
@@ -249,7 +305,7 @@ def read_predictions_from_nwb(nwb_path: str | Path, name: str | None = None, ret
             dimension_names=_as_list(series.dimension_names),
         )
         if return_metadata:
-            return behavior, _metadata(series)
+            return behavior, _metadata(series, path)
     return behavior
 
 

@@ -5,9 +5,17 @@ Decoded series are stored as ``DecodedBehavior`` objects, a TimeSeries subtype d
 loaded when this module is imported and its spec is cached in every file written, so a reader
 without this package can still open the data with plain pynwb.
 
-A write never touches the original file: it goes into a temporary copy next to the file, the
-copy is re-opened and checked, and only then replaces the original with :func:`os.replace`
-(atomic on one file system). On any failure the original is left byte-identical.
+Two ways to store them (``storage=``):
+
+- ``"copy"``: into the file itself. The write goes into a temporary copy next to the file, the
+  copy is re-opened and checked, and only then replaces the original with :func:`os.replace`
+  (atomic on one file system). On any failure the original is left byte-identical.
+- ``"companion"``: into a small companion NWB file (``<stem>.poyo.nwb`` beside it) whose
+  ``/units`` is an HDF5 external link to the source's units, the usual raw/processed split for
+  files holding raw ephys, which are too big to copy for every write. The source is only ever
+  opened read-only; the companion itself goes through the same temporary copy and replace.
+
+``"auto"`` (the default) chooses the companion above :data:`COMPANION_THRESHOLD` bytes.
 """
 
 from __future__ import annotations
@@ -23,23 +31,28 @@ import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from uuid import uuid4
 
 import h5py
 import numpy as np
 import pynwb
 from hdmf.common import DynamicTableRegion
 
-from .. import __version__
+from .._version import __version__
 from ..core.behavior import Behavior
-from .atomic import replace_file
+from .atomic import new_file_mode, replace_file
 from .models import CONFIG_FILE, model_sha256
-from .nwb_read import _decode, _timestamps, _unit_ids_h5
-from .nwb_spec import MODULE_NAME, NAMESPACE, DecodedBehavior
+from .nwb_read import _decode, _timestamps, _unit_ids_h5, default_companion_path
+from .nwb_spec import MODULE_NAME, NAMESPACE, SOURCE_UNITS_TABLE, DecodedBehavior
 
 logger = logging.getLogger(__name__)
 
-# the extra room a write needs besides the copy itself: the new datasets and HDF5 metadata
+# the extra room a write needs besides the copy itself and the new data: HDF5 metadata
 _SPACE_MARGIN = 16 * 2**20
+#: ``storage="auto"`` writes into a companion file for sources larger than this (bytes): below it
+#: a full copy per write is cheap, above it (raw ephys) too slow and needs as much free space again.
+COMPANION_THRESHOLD = 2 * 2**30
+STORAGES = ("auto", "copy", "companion")
 
 
 class NWBFileInUseError(OSError):
@@ -118,6 +131,89 @@ def _metrics_json(metrics) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
+# where the predictions go
+
+
+@dataclass
+class _Plan:
+    """Which files a write involves.
+
+    ``source`` holds the units that fed the decoder; ``target`` is the file that ends up holding
+    the predictions (the source itself, an ``output_path``, or a companion); ``link`` is the name
+    the companion's ``/units`` external link gives the source, relative to the companion's folder
+    (None when writing a full copy); ``pair`` is the other file of a source/companion pair, which
+    must not hold a series of the same name (readers look in both).
+    """
+
+    source: Path
+    target: Path
+    link: str | None = None
+    pair: Path | None = None
+
+    @property
+    def companion(self) -> bool:
+        return self.link is not None
+
+
+@contextlib.contextmanager
+def _reading(path: Path):
+    """``h5py.File(path, "r")``, with clear errors for a file being written elsewhere or not HDF5."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        if "lock" in str(err) or "already open" in str(err):
+            raise NWBFileInUseError(_in_use_message(path, exclusive=False)) from None
+        raise OSError(f"{path} cannot be read as an HDF5 NWB file: {err}") from None
+    with f:
+        yield f
+
+
+def _units_link(path: Path):
+    """The link at ``/units`` (an ``h5py.ExternalLink`` in a companion file), or None without units."""
+    with _reading(path) as f:
+        return f.get("units", getlink=True)
+
+
+def _plan(nwb_path, storage: str, companion_path, output_path, threshold: int | None) -> _Plan:
+    """Choose copy or companion and the files involved (see :func:`write_predictions_to_nwb`)."""
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}.")
+    given = Path(nwb_path).absolute()
+    source = given.resolve()  # a symlink's target is what gets updated, not the link
+    if not source.is_file():
+        raise FileNotFoundError(f"No NWB file at {given}.")
+    if output_path is not None:
+        if storage == "companion" or companion_path is not None:
+            raise ValueError("output_path= writes a full copy of the file; it does not go with a companion file.")
+        return _Plan(source, Path(output_path).absolute())
+    link = _units_link(source)
+    if isinstance(link, h5py.ExternalLink):  # nwb_path is a companion itself: write into it
+        if storage == "copy" or (companion_path is not None and Path(companion_path).absolute() != given):
+            raise ValueError(
+                f"{given.name} is a companion file (its units link to {link.filename}); write into it with "
+                "storage='auto' or 'companion', or pass its source file."
+            )
+        linked = (source.parent / link.filename).resolve()
+        return _Plan(linked, source, link=link.filename, pair=linked)
+    companion = Path(companion_path).absolute() if companion_path is not None else default_companion_path(given)
+    if storage == "copy" and companion_path is not None:
+        raise ValueError("companion_path= goes with storage='companion' or 'auto', not 'copy'.")
+    if storage == "auto":
+        threshold = COMPANION_THRESHOLD if threshold is None else threshold
+        # an existing companion keeps getting the session's predictions: readers find them together
+        use_companion = companion_path is not None or companion.exists() or source.stat().st_size > threshold
+    else:
+        use_companion = storage == "companion"
+    if not use_companion:
+        return _Plan(source, source, pair=companion if companion.exists() else None)
+    if companion.resolve() == source:
+        raise ValueError(f"The companion file cannot be the source file {given.name} itself.")
+    companion = companion.resolve()
+    # relative, so that the pair still links when moved together
+    return _Plan(source, companion, link=os.path.relpath(given, companion.parent), pair=source)
+
+
+# ---------------------------------------------------------------------------------------------
 # checks on the target before anything is written
 
 
@@ -126,26 +222,36 @@ def _is_writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and bool(path.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
-def _check_target(source: Path, target: Path) -> None:
-    """Clear errors for a missing source, a read-only target or folder, and a lack of disk space."""
-    if not source.is_file():
-        raise FileNotFoundError(f"No NWB file at {source}.")
-    if target == source and not _is_writable(source):
-        raise PermissionError(
-            f"{source} is read-only; nothing was written. Make it writable (chmod u+w) or write into a copy "
-            "(output_path=..., or --output on the command line)."
-        )
-    if target != source and target.exists():
-        raise FileExistsError(f"{target} exists already; choose another output path or write into it in place.")
+def _check_target(plan: _Plan, base: Path | None, new_bytes: int) -> None:
+    """Clear errors for an existing output, a read-only target or folder, and a lack of disk space.
+
+    ``base`` is what the new target starts as a copy of: the source, the existing companion, or
+    None for a new companion.
+    """
+    target = plan.target
+    if target.exists():
+        if target != base:
+            raise FileExistsError(f"{target} exists already; choose another output path or write into it in place.")
+        if not _is_writable(target):
+            ways = (
+                "choose another companion_path="
+                if plan.companion
+                else "write into a copy (output_path=..., or --output on the command line) or into a companion "
+                "file beside it (storage='companion')"
+            )
+            raise PermissionError(
+                f"{target} is read-only; nothing was written. Make it writable (chmod u+w) or {ways}."
+            )
     folder = target.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"The folder {folder} does not exist.")
     if not _is_writable(folder):
         raise PermissionError(
             f"The folder {folder} is read-only; nothing was written. The file is replaced atomically through a "
-            "temporary copy next to it, so its folder must be writable."
+            "temporary copy next to it, so its folder must be writable"
+            + ("." if plan.companion else "; or write a companion file elsewhere (companion_path=...).")
         )
-    needed = source.stat().st_size + _SPACE_MARGIN
+    needed = (base.stat().st_size if base is not None else 0) + new_bytes + _SPACE_MARGIN
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise OSError(
@@ -155,7 +261,12 @@ def _check_target(source: Path, target: Path) -> None:
         )
 
 
-def _in_use_message(path: Path) -> str:
+def _in_use_message(path: Path, exclusive: bool = True) -> str:
+    if not exclusive:  # only a writer's lock refuses a shared one
+        return (
+            f"{path} is open for writing elsewhere (an h5py.File or a pynwb NWBHDF5IO in append mode, in this or "
+            "another process); nothing was written. Wait for that write to finish and close it first."
+        )
     return (
         f"{path} is open elsewhere (an h5py.File, a pynwb NWBHDF5IO, or a sorting from read_nwb_sorting, in this "
         "or another process), so it cannot be safely replaced; nothing was written. Close it first "
@@ -181,7 +292,7 @@ def _locked(path: Path, exclusive: bool):
         try:
             fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise NWBFileInUseError(_in_use_message(path)) from None
+            raise NWBFileInUseError(_in_use_message(path, exclusive)) from None
         except OSError as err:  # file systems without locks: go on unlocked
             if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 raise
@@ -195,35 +306,57 @@ def _probe_with_hdf5(path: Path, exclusive: bool) -> None:
         h5py.File(path, "r+" if exclusive else "r").close()
     except OSError as err:
         if "lock" in str(err) or "already open" in str(err):
-            raise NWBFileInUseError(_in_use_message(path)) from None
+            raise NWBFileInUseError(_in_use_message(path, exclusive)) from None
         raise
 
 
 @dataclass
 class _FileSummary:
-    """What the writer needs to know about the original, read once before it is locked."""
+    """What the writer needs to know about a file, read once before it is locked."""
 
     paths: set[str] = field(default_factory=set)
     existing_type: str | None = None
     unit_ids: list[str] | None = None
+    source_units: list[str] | None = None  # a companion's copy of its source's unit ids
 
 
-def _summarize(path: Path, name: str) -> _FileSummary:
+def _summarize(path: Path, name: str | None = None) -> _FileSummary:
     """Every object path, the type of ``behavior/<name>`` if any, and the units' ids."""
     summary = _FileSummary()
-    try:
-        with h5py.File(path, "r") as f:
-            f.visit(summary.paths.add)
-            existing = f.get(f"processing/{MODULE_NAME}/{name}")
-            if existing is not None:
-                summary.existing_type = _decode(existing.attrs.get("neurodata_type", "unknown"))
-            if "units" in f:
-                summary.unit_ids = _unit_ids_h5(f["units"])
-    except OSError as err:
-        if "lock" in str(err) or "already open" in str(err):
-            raise NWBFileInUseError(_in_use_message(path)) from None
-        raise OSError(f"{path} cannot be read as an HDF5 NWB file: {err}") from None
+    with _reading(path) as f:
+        f.visit(summary.paths.add)  # hard links only: a companion's linked units are not its objects
+        existing = f.get(f"processing/{MODULE_NAME}/{name}") if name else None
+        if existing is not None:
+            summary.existing_type = _decode(existing.attrs.get("neurodata_type", "unknown"))
+        units = f.get("units")  # None for a companion whose source is missing
+        if units is not None:
+            summary.unit_ids = _unit_ids_h5(units)
+        table = f.get(f"processing/{MODULE_NAME}/{SOURCE_UNITS_TABLE}")
+        if table is not None and "unit_name" in table:
+            summary.source_units = [_decode(v) for v in table["unit_name"][:]]
     return summary
+
+
+def _check_companion(plan: _Plan, summary: _FileSummary, source_ids: list[str] | None) -> None:
+    """Refuse to write into a file at the companion path that is not this source's companion."""
+    companion, source = plan.target, plan.source
+    link = _units_link(companion)
+    if isinstance(link, h5py.ExternalLink):
+        linked = companion.parent / link.filename
+        ours = linked.exists() and os.path.samefile(linked, source)
+    else:
+        ours = link is None and source_ids is None
+    if not ours:
+        raise ValueError(
+            f"{companion} exists and is not the companion file of {source.name} (its units do not link to it); "
+            "nothing was written. Pass another companion_path= or move that file away."
+        )
+    if summary.source_units is not None and summary.source_units != source_ids:
+        raise ValueError(
+            f"The units table of {source.name} changed since its companion {companion.name} was written "
+            f"({len(summary.source_units)} units then, {len(source_ids or [])} now), so the units of the series "
+            "in it no longer match; nothing was written. Write into a new companion file (companion_path=...)."
+        )
 
 
 def _model_unit_ids(model) -> list[str]:
@@ -323,15 +456,104 @@ def _remove_object(path: Path, name: str) -> None:
         del f[f"processing/{MODULE_NAME}/{name}"]
 
 
-def _append(path: Path, predictions: Behavior, name: str, provenance: dict, metrics, rows) -> None:
+def _append(path: Path, predictions: Behavior, name: str, provenance: dict, metrics, rows, companion: bool) -> None:
     """Add the DecodedBehavior to the file at ``path`` (the temporary copy) in pynwb's append mode."""
     with pynwb.NWBHDF5IO(str(path), "a") as io:
         nwbfile = io.read()
-        series = _build(predictions, name, provenance, metrics, rows, nwbfile.units)
         if MODULE_NAME not in nwbfile.processing:
             nwbfile.create_processing_module(MODULE_NAME, "Processed behavioural data.")
-        nwbfile.processing[MODULE_NAME].add(series)
+        module = nwbfile.processing[MODULE_NAME]
+        # a companion's regions point into its local copy of the source's unit ids (see _new_companion)
+        table = module.data_interfaces.get(SOURCE_UNITS_TABLE) if companion else nwbfile.units
+        module.add(_build(predictions, name, provenance, metrics, rows, table))
         io.write(nwbfile)
+
+
+# ---------------------------------------------------------------------------------------------
+# companion files
+
+
+def _new_companion(path: Path, plan: _Plan, unit_ids: list[str] | None) -> None:
+    """Write a new companion file at ``path``: the source's session metadata, no predictions yet.
+
+    HDF5 object references cannot point into another file, so a DecodedBehavior's ``units`` region
+    cannot reference the linked ``/units``. It references ``behavior/source_units`` instead: the
+    source's unit ids (its ``id`` column, and the SpikeInterface ids as ``unit_name``) in the same
+    row order, so the region's rows are also rows of the linked table, and the ids stay readable,
+    with plain pynwb and the same code as in a full copy, even where the source is not at hand.
+    """
+    from hdmf.common import DynamicTable
+    from hdmf.utils import get_docval
+    from pynwb.file import Subject
+
+    with pynwb.NWBHDF5IO(str(plan.source), "r") as io:
+        source = io.read()
+        copied = {k: getattr(source, k) for k in ("experimenter", "experiment_description", "institution", "lab")}
+        copied["session_id"] = source.session_id
+        if source.subject is not None:  # core fields only: an extension's subject type is not cached here
+            fields = {a["name"] for a in get_docval(Subject.__init__)}
+            copied["subject"] = Subject(**{k: v for k, v in source.subject.fields.items() if k in fields})
+        nwbfile = pynwb.NWBFile(
+            session_description=(
+                f"Companion file of {plan.source.name}, written by spikeinterface-poyo {__version__}: behaviour "
+                f"decoded from the spikes of that session, in processing/{MODULE_NAME}. Its /units is an HDF5 "
+                f"external link to the units of {plan.link}; keep the two files together. "
+                f"The session: {source.session_description}"
+            ),
+            identifier=str(uuid4()),
+            session_start_time=source.session_start_time,
+            timestamps_reference_time=source.timestamps_reference_time,
+            **{k: v for k, v in copied.items() if v is not None},
+        )
+        module = nwbfile.create_processing_module(MODULE_NAME, f"Behaviour decoded from {plan.source.name}'s units.")
+        if unit_ids is not None:
+            table = DynamicTable(
+                name=SOURCE_UNITS_TABLE,
+                description=(
+                    f"The ids of the units of {plan.source.name} (linked as /units), row for row. The units regions "
+                    "of the decoded series here point into this table, since HDF5 references cannot reach into "
+                    "another file; its rows are the rows of the linked units table."
+                ),
+                id=np.asarray(source.units.id.data[:]),
+            )
+            table.add_column("unit_name", "Unit ids as SpikeInterface reads them: unit_name, else id.", data=unit_ids)
+            module.add(table)
+        with pynwb.NWBHDF5IO(str(path), "w") as out:
+            out.write(nwbfile)
+    path.chmod(new_file_mode())  # mkstemp made it 0600
+
+
+@contextlib.contextmanager
+def _units_detached(path: Path, plan: _Plan, linked: bool):
+    """Take a companion's ``/units`` link out while pynwb appends to it, and put it back after.
+
+    HDF5 opens the file of an external link with the access flags of the file holding the link,
+    so pynwb's append mode would open (and lock) the source for writing through it.
+    """
+    if not plan.companion:
+        yield
+        return
+    with h5py.File(path, "r+") as f:
+        if f.get("units", getlink=True) is not None:  # getlink: never traverse it
+            del f["units"]  # the link only
+    yield
+    if linked:
+        with h5py.File(path, "r+") as f:
+            f["units"] = h5py.ExternalLink(plan.link, "/units")
+
+
+def _verify_companion(path: Path, plan: _Plan, source_ids: list[str] | None) -> None:
+    """Check the written companion's ``/units`` link: the relative name, and that it reaches the source's units."""
+    link = _units_link(path)
+    if source_ids is None:
+        if link is not None:
+            raise NWBWriteError(f"The companion has a /units but {plan.source.name} has none.")
+        return
+    if not isinstance(link, h5py.ExternalLink) or link.filename != plan.link:
+        raise NWBWriteError(f"The companion's /units is not an external link to {plan.link}.")
+    after = _summarize(path)
+    if after.unit_ids != source_ids or after.source_units != source_ids:
+        raise NWBWriteError(f"The companion's units do not resolve to the units of {plan.source.name}.")
 
 
 def _verify(path: Path, predictions: Behavior, name: str, before: _FileSummary, replaced: bool) -> None:
@@ -408,6 +630,43 @@ def _is_disk_full(err: BaseException) -> bool:
     return getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err)
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        now = path.stat()
+    except FileNotFoundError:
+        return None
+    return now.st_size, now.st_mtime_ns
+
+
+def _stage(target: Path, fill, watched: list[Path]) -> None:
+    """Write ``target``'s new content into a temporary file beside it, then move that into place.
+
+    ``fill(tmp)`` writes and checks the content; the ``watched`` files must keep their size and
+    mtime (or stay absent) meanwhile, or another writer got in. On any error, Ctrl-C included,
+    the temporary file is removed and ``target`` is left as it was, or absent.
+    """
+    stamps = {path: _stamp(path) for path in watched}
+    existed = target.exists()
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        fill(tmp)
+        changed = [path for path in watched if _stamp(path) != stamps[path]]
+        if changed:
+            raise NWBWriteError(f"{changed[0]} was modified by someone else during the write; nothing was written.")
+        replace_file(tmp, target)
+    except Exception as err:
+        tmp.unlink(missing_ok=True)
+        if _is_disk_full(err) and not isinstance(err, NWBWriteError):
+            state = "it is unchanged" if existed else "nothing was written"
+            raise OSError(errno.ENOSPC, f"The disk filled up while writing {target.name}; {state}.") from err
+        raise
+    except BaseException:  # KeyboardInterrupt: still never leave the copy behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _default_name(predictions: Behavior) -> str:
     return predictions.name if predictions.name.startswith("decoded_") else f"decoded_{predictions.name}"
 
@@ -415,6 +674,40 @@ def _default_name(predictions: Behavior) -> str:
 def _check_name(name: str) -> None:
     if not name or "/" in name or ":" in name:
         raise ValueError(f"{name!r} is not a valid NWB object name (non-empty, without '/' or ':').")
+
+
+def _prepare(nwb_path, name, overwrite, storage, companion_path, output_path, threshold, new_bytes: int):
+    """Where a write goes and whether it may: the plan, the file it starts from, summaries of the
+    source and of that file, and whether an existing series of that name is replaced."""
+    plan = _plan(nwb_path, storage, companion_path, output_path, threshold)
+    source, target = plan.source, plan.target
+    # what the new target starts as: the source, the companion written before, or nothing
+    base = (target if target.exists() else None) if plan.companion else source
+    _check_target(plan, base, new_bytes)
+    in_place = target == source
+    with _locked(source, exclusive=in_place):
+        pass  # fail early and clearly when the file is open elsewhere
+    if base not in (None, source):
+        with _locked(base, exclusive=True):
+            pass
+    before = _summarize(source, name)
+    previous = before if base == source else (_summarize(base, name) if base is not None else _FileSummary())
+    if base not in (None, source):
+        _check_companion(plan, previous, before.unit_ids)
+    if plan.pair is not None:
+        _check_pair(plan, name, before if plan.pair == source else _summarize(plan.pair, name))
+    replaced = _check_existing(previous, name, overwrite, base or target)
+    return plan, base, before, previous, replaced
+
+
+def check_name_free(
+    nwb_path, name: str, overwrite: bool = False, storage: str = "auto", companion_path=None, output_path=None
+) -> Path:
+    """Raise now, before any decoding, if :func:`write_predictions_to_nwb` with these arguments
+    would refuse the name (or the target); returns the file it would write."""
+    _check_name(name)
+    plan = _prepare(nwb_path, name, overwrite, storage, companion_path, output_path, None, 0)[0]
+    return plan.target
 
 
 def write_predictions_to_nwb(
@@ -427,18 +720,21 @@ def write_predictions_to_nwb(
     model_path: str | Path | None = None,
     unit_ids=None,
     output_path: str | Path | None = None,
+    storage: str = "auto",
+    companion_path: str | Path | None = None,
+    companion_threshold: int | None = None,
 ) -> Path:
-    """Store decoded behaviour, with the model's provenance, in an NWB file.
+    """Store decoded behaviour, with the model's provenance, in an NWB file or its companion.
 
     The predictions become a ``DecodedBehavior`` (``ndx-poyo`` extension) in the ``behavior``
-    processing module, created if missing. The write goes into a temporary copy next to the
-    file, which is re-opened and checked before it atomically replaces the original; on any
-    error the original is left byte-identical and the copy is removed.
+    processing module, created if missing. Every write goes into a temporary file next to its
+    target, which is re-opened and checked before it atomically replaces the target; on any error
+    the target is left byte-identical (or is not created) and the temporary file is removed.
 
     Parameters
     ----------
     nwb_path : str or Path
-        The NWB (HDF5) file.
+        The NWB (HDF5) file whose units fed the decoder (or a companion file written before).
     predictions : Behavior
         The decoded series, for example from :func:`decode_behavior`.
     model : POYO or None
@@ -458,20 +754,36 @@ def write_predictions_to_nwb(
     output_path : str or Path or None
         Write into a new file here (a copy of ``nwb_path`` plus the predictions) and leave
         ``nwb_path`` as it is.
+    storage : {"auto", "copy", "companion"}, default: "auto"
+        Where the predictions go. ``"copy"``: into ``nwb_path`` itself, through a full temporary
+        copy of it. ``"companion"``: into a small companion NWB file whose ``/units`` is an HDF5
+        external link to ``nwb_path``'s units, which is only ever opened read-only (for files
+        holding raw ephys, too big to copy). ``"auto"``: the companion when ``companion_path``
+        is given, when the companion exists already, or when ``nwb_path`` is larger than
+        ``companion_threshold``; else the copy (always the copy with ``output_path``).
+    companion_path : str or Path or None
+        The companion file; by default ``<stem>.poyo.nwb`` beside ``nwb_path`` (see
+        :func:`default_companion_path`), where :func:`read_predictions_from_nwb` looks for it.
+    companion_threshold : int or None
+        Size in bytes above which ``"auto"`` chooses the companion; :data:`COMPANION_THRESHOLD`
+        (2 GiB) by default.
 
     Returns
     -------
     Path
-        The file written.
+        The file written: ``nwb_path`` (its target, for a symbolic link), ``output_path`` or the
+        companion.
 
     Raises
     ------
     ValueError
-        The name exists (and ``overwrite`` is False or the object is not a DecodedBehavior).
+        The name exists (and ``overwrite`` is False or the object is not a DecodedBehavior), also
+        in the other file of a source/companion pair, or the arguments contradict each other.
     NWBFileInUseError
-        The file is open elsewhere (it would be replaced under a reader's feet).
+        The file is open elsewhere (it would be replaced under a reader's feet), or the source of
+        a companion is being written.
     PermissionError
-        The file or its folder is read-only.
+        The target or its folder is read-only.
     OSError
         The disk is full (``errno.ENOSPC``).
     """
@@ -479,8 +791,6 @@ def write_predictions_to_nwb(
         raise TypeError(f"predictions must be a sip.Behavior, got {type(predictions).__name__}.")
     if len(predictions) == 0:
         raise ValueError("predictions hold no samples; there is nothing to write.")
-    source = Path(nwb_path).resolve()  # a symlink's target is what gets updated, not the link
-    target = Path(output_path).absolute() if output_path is not None else source
     name = name or _default_name(predictions)
     _check_name(name)
     provenance = model_provenance(model, model_path)
@@ -491,38 +801,43 @@ def write_predictions_to_nwb(
             f"the predictions have {predictions.num_dimensions}."
         )
     metrics_json = _metrics_json(metrics)
-    _check_target(source, target)
+    plan, base, before, previous, replaced = _prepare(
+        nwb_path, name, overwrite, storage, companion_path, output_path, companion_threshold,
+        predictions.values.nbytes + predictions.timestamps.nbytes,
+    )  # fmt: skip
+    source, target = plan.source, plan.target
     in_place = target == source
-    with _locked(source, exclusive=in_place):
-        pass  # fail early and clearly when the file is open elsewhere
-    before = _summarize(source, name)
-    replaced = _check_existing(before, name, overwrite, source)
     rows = _unit_rows(before.unit_ids, unit_ids, model)
-    with _locked(source, exclusive=in_place):
-        stamp = source.stat()
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            _copy(source, tmp)
+
+    def fill(tmp: Path) -> None:
+        if base is None:
+            _new_companion(tmp, plan, before.unit_ids)
+        else:
+            _copy(base, tmp)
+        with _units_detached(tmp, plan, linked=before.unit_ids is not None):
             if replaced:
                 _remove_object(tmp, name)
-            _append(tmp, predictions, name, provenance, metrics_json, rows)
-            _verify(tmp, predictions, name, before, replaced)
-            now = source.stat()
-            if (now.st_size, now.st_mtime_ns) != (stamp.st_size, stamp.st_mtime_ns):
-                raise NWBWriteError(f"{source} was modified by someone else during the write; nothing was written.")
-            replace_file(tmp, target)
-        except Exception as err:
-            tmp.unlink(missing_ok=True)
-            if _is_disk_full(err) and not isinstance(err, NWBWriteError):
-                message = f"The disk filled up while writing {target.name}; it is unchanged."
-                raise OSError(errno.ENOSPC, message) from err
-            raise
-        except BaseException:  # KeyboardInterrupt: still never leave the copy behind
-            tmp.unlink(missing_ok=True)
-            raise
+            _append(tmp, predictions, name, provenance, metrics_json, rows, plan.companion)
+        _verify(tmp, predictions, name, previous, replaced)
+        if plan.companion:
+            _verify_companion(tmp, plan, before.unit_ids)
+
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(_locked(source, exclusive=in_place))
+        if base not in (None, source):
+            locks.enter_context(_locked(base, exclusive=True))
+        _stage(target, fill, watched=[source, target])
     return target
+
+
+def _check_pair(plan: _Plan, name: str, pair: _FileSummary) -> None:
+    """Refuse a name the other file of a source/companion pair holds: readers look in both."""
+    if pair.existing_type is not None:
+        raise ValueError(
+            f"{plan.pair.name} already holds processing/{MODULE_NAME}/{name}, and readers look in a file and its "
+            f"companion alike, so {plan.target.name} cannot hold one of the same name; nothing was written. "
+            "Choose another name."
+        )
 
 
 def _check_existing(summary: _FileSummary, name: str, overwrite: bool, path: Path) -> bool:
@@ -543,15 +858,50 @@ def _check_existing(summary: _FileSummary, name: str, overwrite: bool, path: Pat
 
 
 def write_session_nwb(path: Path, sorting, behavior: Behavior, description: str) -> Path:
-    """Write a sorting's units and one behavioural series into a new NWB file."""
+    """Write a simulated sorting's units and one behavioural series into a new NWB file.
+
+    The file passes nwbinspector without critical findings or best-practice violations: it names
+    a (simulated) subject, sets the units' ``resolution`` to the sorting's frame period, and
+    stores regularly sampled behaviour as ``starting_time`` + ``rate``.
+
+    Parameters
+    ----------
+    path : Path
+        The new file.
+    sorting : BaseSorting
+        The units, for example from :func:`simulate_session`.
+    behavior : Behavior
+        The behavioural series the units are tuned to.
+    description : str
+        The session description.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     from datetime import datetime, timezone
 
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
+    from pynwb.file import Subject
+    from pynwb.misc import Units
 
     nwbfile = NWBFile(
         session_description=description,
         identifier=f"sip-demo-{path.stem}",
         session_start_time=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        subject=Subject(
+            subject_id="simulated",
+            species="Macaca mulatta",  # cosine-tuned reaching units, as in monkey motor cortex
+            sex="U",
+            age="P5Y",
+            description="No animal: the spikes and behaviour were simulated by spikeinterface-poyo.",
+        ),
+    )
+    nwbfile.units = Units(
+        name="units",
+        description="Units of the simulated sorting.",
+        resolution=1.0 / sorting.sampling_frequency,  # spike times fall on its frame grid
     )
     for unit_id in sorting.unit_ids:
         nwbfile.add_unit(spike_times=sorting.get_unit_spike_train(unit_id, return_times=True))
@@ -560,9 +910,9 @@ def write_session_nwb(path: Path, sorting, behavior: Behavior, description: str)
         TimeSeries(
             name=behavior.name,
             data=behavior.values,
-            timestamps=behavior.timestamps,
             unit=behavior.unit,
             description="Ground-truth 2-D velocity the simulated units are tuned to.",
+            **_time_kwargs(behavior.timestamps),
         )
     )
     with NWBHDF5IO(str(path), "w") as io:
