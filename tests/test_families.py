@@ -50,7 +50,8 @@ def test_baselines_reload_in_a_fresh_process_with_the_same_predictions(fitted, s
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == type(decoder).__name__
-    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected.values, rtol=1e-5, atol=1e-6)
+    # float32 sums may be ordered differently under another thread count: agreement to 1e-5
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected.values, rtol=1e-5, atol=1e-5)
     assert sip.r2_score(test, expected)["mean"] > 0.3  # the simulated velocity is well decodable
 
 
