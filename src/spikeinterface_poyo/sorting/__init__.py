@@ -1,0 +1,1 @@
+"""Reserved for spike sorting learned from simulation: SimSort (issue 20)."""
