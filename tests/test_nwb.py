@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import importlib.util
@@ -559,25 +560,23 @@ def test_live_spikeinterface_sorting_is_reported(session_file, predictions, trai
     nwb.write_predictions_to_nwb(session_file, predictions, trained[0])
 
 
-def test_reader_in_another_process_is_reported(session_file, predictions, trained):
-    digest = sha256(session_file)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import h5py, sys, time; f = h5py.File(sys.argv[1], 'r'); print('open', flush=True); time.sleep(60)",
-            str(session_file),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+@contextlib.contextmanager
+def held_open(path: Path):
+    """A reader in another process holding ``path`` open with h5py, for as long as the block runs."""
+    code = "import h5py, sys, time; f = h5py.File(sys.argv[1], 'r'); print('open', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "open"
-        with pytest.raises(nwb.NWBFileInUseError):
-            nwb.write_predictions_to_nwb(session_file, predictions, trained[0])
+        yield
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_reader_in_another_process_is_reported(session_file, predictions, trained):
+    digest = sha256(session_file)
+    with held_open(session_file), pytest.raises(nwb.NWBFileInUseError):
+        nwb.write_predictions_to_nwb(session_file, predictions, trained[0])
     assert_untouched(session_file, digest)
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pynwb
 import pytest
 import test_nwb
 from conftest import shared_file
-from test_nwb import REAL_FILES, build_nwb, read_plainly, sha256
+from test_nwb import REAL_FILES, build_nwb, held_open, read_plainly, sha256
 
 import spikeinterface_poyo as sip
 from spikeinterface_poyo.io import atomic, nwb_read
@@ -141,25 +139,11 @@ def test_read_only_source_elsewhere_and_the_pair_moves_together(session_file, pr
 
 
 def test_source_held_open_by_a_reader_does_not_block_a_companion(session_file, predictions, trained):
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import h5py, sys, time; f = h5py.File(sys.argv[1], 'r'); print('open', flush=True); time.sleep(60)",
-            str(session_file),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "open"
+    with held_open(session_file):
         with pytest.raises(nwb.NWBFileInUseError):  # a copy would replace it under the reader's feet
             nwb.write_predictions_to_nwb(session_file, predictions, trained[0], storage="copy")
         # the companion only reads the source (HDF5 would refuse a second process opening it for writing)
         written = nwb.write_predictions_to_nwb(session_file, predictions, trained[0], storage="companion")
-    finally:
-        holder.kill()
-        holder.wait()
     assert nwb_read.read_predictions_from_nwb(written).name == "decoded_velocity"
 
 
