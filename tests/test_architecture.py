@@ -125,3 +125,23 @@ def test_public_names_resolve_and_unknown_ones_are_an_attribute_error():
         assert getattr(sip, name) is not None, name
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         sip.nope  # noqa: B018
+
+
+def test_a_saved_analyzer_finds_its_extension_once_the_package_is_imported(tmp_path):
+    import spikeinterface.full as si
+
+    import spikeinterface_poyo as sip
+
+    sorting, behavior = sip.simulate_session(duration=20.0, num_units=5, seed=1)
+    sip.save_model(sip.WienerFilter().fit(sorting, behavior), tmp_path / "model")
+    recording = si.generate_recording(num_channels=4, durations=[20.0], sampling_frequency=30000.0, seed=0)
+    analyzer = si.create_sorting_analyzer(sorting, recording, format="binary_folder", folder=tmp_path / "an")
+    analyzer.compute("poyo_decoding", model=tmp_path / "model", timestamps=behavior.timestamps)
+    out = _run(
+        "import warnings; import spikeinterface.full as si; "
+        f"a = si.load_sorting_analyzer({str(tmp_path / 'an')!r}); "
+        "print('poyo_decoding' in a.get_loaded_extension_names()); "
+        "import spikeinterface_poyo; print(len(a.get_extension('poyo_decoding').get_data()))"
+    )
+    # SpikeInterface skips the unknown extension on load; importing the package afterwards finds it on disk
+    assert out.split() == ["False", str(len(behavior))]
