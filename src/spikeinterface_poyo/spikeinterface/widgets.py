@@ -61,7 +61,8 @@ class DecodedBehaviorWidget(BaseWidget):
             ax.plot(decoded.timestamps[show], decoded.values[show, d], color="tab:orange", lw=1.2, label=dp.label)
             name = decoded.dimension_names[d]
             ax.set_ylabel(f"{name} ({decoded.unit})")
-            title = f"{decoded.name} {name}" + (f": R² = {dp.scores[d]:.3f}" if dp.scores is not None else "")
+            series = true.name if true is not None else decoded.name
+            title = f"{series} {name}" + (f": R² = {dp.scores[d]:.3f}" if dp.scores is not None else "")
             ax.set_title(title, fontsize=9, loc="left")
         axes[num - 1].set_xlabel("time (s)")
         axes[0].legend(loc="upper right", fontsize=8)
