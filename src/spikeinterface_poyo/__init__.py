@@ -30,6 +30,7 @@ _PUBLIC = {
     "sorting_fingerprint": ".core.spikes",
     "binned_counts": ".core.binning",
     "r2_score": ".core.metrics",
+    "bits_per_spike": ".core.metrics",
     "SessionSource": ".core.sessions",
     "UnknownSessionError": ".core.sessions",
     "read_nwb_behavior": ".io.nwb_read",
