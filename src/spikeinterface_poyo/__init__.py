@@ -65,6 +65,7 @@ _PUBLIC = {
     "simulate_session": ".simulation",
     "simulate_corpus": ".simulation",
     "simulate_recording": ".simulation",
+    "simulate_regions": ".simulation",
 }
 
 __all__ = sorted(_PUBLIC)

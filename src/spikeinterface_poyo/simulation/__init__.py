@@ -3,6 +3,7 @@ or position, corpora of heterogeneous sessions, and extracellular voltage from S
 generators. Used by the demo, the tests, the benchmarks and the shipped pretrained model."""
 
 from .recording import simulate_recording
+from .regions import simulate_regions
 from .sessions import (
     BEHAVIORS,
     TUNING_KINDS,
@@ -23,6 +24,7 @@ __all__ = [
     "simulate_foraging",
     "simulate_reaches",
     "simulate_recording",
+    "simulate_regions",
     "simulate_session",
     "simulate_velocity",
     "unit_rates",
