@@ -1,7 +1,7 @@
 """The model protocol: what a family provides, and what every family then gets for free.
 
-A family is a class that derives from :class:`BehaviorDecoder` and sets :attr:`family`. It
-provides
+A family is a class that derives from :class:`ModelFamily` (a decoder of behaviour: from
+:class:`BehaviorDecoder`) and sets :attr:`family`. It provides
 
 - its configuration and tensors (:meth:`get_config`, :meth:`get_tensors`) and how to rebuild
   itself from them (:meth:`from_saved`);
@@ -41,21 +41,20 @@ class NotFittedError(RuntimeError):
     """A model or estimator was used before it was trained."""
 
 
-class BehaviorDecoder:
-    """Base of every model family (see the module docstring for the protocol).
+class ModelFamily:
+    """Base of every saved model (see the module docstring for the protocol).
 
     Attributes
     ----------
     family : str
-        Name of the family in model folders (``"poyo"``, ``"wiener"``...); None for classes
-        that are not saved themselves (an estimator that wraps a model).
+        Name of the family in model folders (``"poyo"``, ``"wiener"``, ``"mtm"``...); None for
+        classes that are not saved themselves (an estimator that wraps a model).
     family_version : int
         Version of the family's own config and tensor layout.
     meta : dict
-        JSON-ready description: ``behavior`` (name, unit, dimension names, rate),
-        ``normalization`` (per-session target statistics), ``fingerprints`` (per training
-        session, see :func:`~spikeinterface_poyo.core.spikes.sorting_fingerprint`) and
-        ``training`` (how it was trained).
+        JSON-ready description: ``fingerprints`` (per training session, see
+        :func:`~spikeinterface_poyo.core.spikes.sorting_fingerprint`), ``training`` (how it was
+        trained) and, for decoders, ``behavior`` and ``normalization``.
     """
 
     family: ClassVar[str | None] = None
@@ -82,8 +81,26 @@ class BehaviorDecoder:
         raise NotImplementedError
 
     def session_units(self) -> dict[str, list[str]]:
-        """For every session the model can decode, the ids of its units (as the sorting has them)."""
+        """For every session the model knows, the ids of its units (as the sorting has them)."""
         raise NotImplementedError
+
+    # ---- what it gets -----------------------------------------------------------------------
+    meta: dict
+
+    def fitted_decoder(self) -> ModelFamily:
+        """The trained model behind this object (itself, or a wrapped one); raises if untrained."""
+        if not self.session_units():
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(sorting, behavior) first.")
+        return self
+
+    def resolve_session(self, sorting, session_id: str | None = None) -> str:
+        """The session ``sorting`` is read as; a clear error when it cannot be told."""
+        return resolve_session(self.session_units(), self.meta.get("fingerprints", {}), sorting, session_id)
+
+
+class BehaviorDecoder(ModelFamily):
+    """Base of the model families that decode behaviour: a :class:`ModelFamily` that also
+    provides :meth:`predict_segment`."""
 
     def predict_segment(
         self,
@@ -98,23 +115,10 @@ class BehaviorDecoder:
         """(T, D) predictions, in the behaviour's units, at sorted ``timestamps`` of one segment."""
         raise NotImplementedError
 
-    # ---- what it gets -----------------------------------------------------------------------
-    meta: dict
-
     @property
     def window_length(self) -> float:
         """Seconds of spikes around a time that a prediction may use (a bound on timestamp checks)."""
         return 1.0
-
-    def fitted_decoder(self) -> BehaviorDecoder:
-        """The trained model behind this object (itself, or a wrapped one); raises if untrained."""
-        if not self.session_units():
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(sorting, behavior) first.")
-        return self
-
-    def resolve_session(self, sorting, session_id: str | None = None) -> str:
-        """The session ``sorting`` is decoded as; a clear error when it cannot be told."""
-        return resolve_session(self.session_units(), self.meta.get("fingerprints", {}), sorting, session_id)
 
     def behavior_description(self) -> dict:
         """Name, unit, dimension names and rate of the behaviour the model reads out."""

@@ -80,6 +80,12 @@ def decode_behavior(
         Timestamps outside the spikes' span (in milliseconds, say).
     """
     decoder = model.fitted_decoder()
+    if not hasattr(decoder, "predict_segment"):
+        raise TypeError(
+            f"A {type(decoder).__name__} model ({decoder.family!r} family) predicts activity, not behaviour; "
+            "infer its rates with sip.infer_rates(sorting, model) and decode from them "
+            "(sip.decode_from_rates), or decode with a behaviour decoder (POYO, wiener, mlp, gru)."
+        )
     session_id = decoder.resolve_session(sorting, session_id)
     info = decoder.behavior_description()
     rate = rate or info.get("rate") or 100.0

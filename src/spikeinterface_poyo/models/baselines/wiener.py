@@ -6,6 +6,7 @@ import numpy as np
 
 from ...core.binning import binned_history
 from ...core.metrics import r2_per_dimension
+from ...core.readout import ridge_solve, with_intercept
 from .common import BaselineDecoder, validation_cut
 
 
@@ -42,28 +43,22 @@ class WienerFilter(BaselineDecoder):
         self.bin_size, self.lags, self.alphas, self.val_fraction = bin_size, lags, tuple(alphas), val_fraction
         self.session_id = session_id
 
-    @staticmethod
-    def _solve(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-        gram = x.T @ x + alpha * np.eye(x.shape[1])
-        gram[-1, -1] -= alpha  # no penalty on the intercept column
-        return np.linalg.solve(gram, x.T @ y)
-
     def _design(self, tokens, timestamps) -> np.ndarray:
         x = binned_history(tokens, timestamps, self.bin_size, self.lags)
         x = (x - self.mean_) / self.scale_
-        return np.hstack([x, np.ones((len(x), 1))])
+        return with_intercept(x)
 
     def _fit_arrays(self, tokens, t, y) -> None:
         raw = binned_history(tokens, t, self.bin_size, self.lags)
         self.mean_, self.scale_ = raw.mean(axis=0), raw.std(axis=0) + 1e-6
-        x = np.hstack([(raw - self.mean_) / self.scale_, np.ones((len(raw), 1))])
+        x = with_intercept((raw - self.mean_) / self.scale_)
         cut = validation_cut(len(x), self.val_fraction)
         scores = [
-            np.nanmean(r2_per_dimension(y[cut:], x[cut:] @ self._solve(x[:cut], y[:cut], alpha)))
+            np.nanmean(r2_per_dimension(y[cut:], x[cut:] @ ridge_solve(x[:cut], y[:cut], alpha)))
             for alpha in self.alphas
         ]
         self.alpha_ = self.alphas[int(np.nanargmax(scores))]
-        self.coef_ = self._solve(x, y, self.alpha_)
+        self.coef_ = ridge_solve(x, y, self.alpha_)
 
     def _predict_arrays(self, tokens, timestamps) -> np.ndarray:
         return self._design(tokens, timestamps) @ self.coef_
