@@ -18,15 +18,38 @@ from pathlib import Path
 from pynwb.spec import NWBAttributeSpec, NWBDatasetSpec, NWBGroupSpec, NWBNamespaceBuilder, export_spec
 
 NAMESPACE = "ndx-poyo"
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 HERE = Path(__file__).resolve().parent
-PACKAGE_SPEC_DIR = HERE.parent / "src" / "spikeinterface_poyo" / "nwb_spec"
+PACKAGE_SPEC_DIR = HERE.parent / "src" / "spikeinterface_poyo" / "io" / "nwb_spec"
 SPEC_FILES = (f"{NAMESPACE}.namespace.yaml", f"{NAMESPACE}.extensions.yaml")
 
 
 def _text(name: str, doc: str, required: bool = True, array: bool = False) -> NWBAttributeSpec:
     extra = {"shape": [None], "dims": [f"num_{name}"]} if array else {}
     return NWBAttributeSpec(name=name, doc=doc, dtype="text", required=required, **extra)
+
+
+def _provenance(model_doc: str) -> list[NWBAttributeSpec]:
+    """The attributes naming the model behind a series, shared by every type here."""
+    return [
+        _text("model_name", model_doc),
+        _text("model_version", "Version of the software that trained the model (spikeinterface-poyo)."),
+        _text(
+            "model_sha256",
+            "Hex sha256 of the saved model's weights file (model.safetensors); identifies the exact model.",
+            required=False,
+        ),
+        _text("preset", "Architecture preset of the model, for example 'small'.", required=False),
+        _text("training_sessions", "Identifiers of the sessions the model was trained on.", False, True),
+    ]
+
+
+def _metrics(example: str) -> NWBAttributeSpec:
+    return _text(
+        "metrics",
+        f"Evaluation metrics as a JSON object, for example {example}, with how they were measured.",
+        required=False,
+    )
 
 
 def decoded_behavior_spec() -> NWBGroupSpec:
@@ -41,23 +64,10 @@ def decoded_behavior_spec() -> NWBGroupSpec:
             "whose spikes were its input."
         ),
         attributes=[
-            _text("model_name", "Name of the decoding model, for example 'POYO'."),
-            _text("model_version", "Version of the software that trained the model (spikeinterface-poyo)."),
-            _text(
-                "model_sha256",
-                "Hex sha256 of the saved model's weights file (model.safetensors); identifies the exact model.",
-                required=False,
-            ),
-            _text("preset", "Architecture preset of the model, for example 'small'.", required=False),
-            _text("training_sessions", "Identifiers of the sessions the model was trained on.", False, True),
+            *_provenance("Name of the decoding model, for example 'POYO'."),
             _text("decoded_variable", "Name of the behavioural variable the model predicts.", required=False),
             _text("dimension_names", "Name of each column of data, for example ['x', 'y'].", False, True),
-            _text(
-                "metrics",
-                'Evaluation metrics as a JSON object, for example {"r2": [0.8, 0.7], "mean": 0.75}, '
-                "with how they were measured.",
-                required=False,
-            ),
+            _metrics('{"r2": [0.8, 0.7], "mean": 0.75}'),
         ],
         datasets=[
             NWBDatasetSpec(
@@ -70,10 +80,46 @@ def decoded_behavior_spec() -> NWBGroupSpec:
     )
 
 
+def inferred_rates_spec() -> NWBGroupSpec:
+    """The ``InferredRates`` type: a TimeSeries of firing rates, one column per unit, plus the provenance."""
+    return NWBGroupSpec(
+        neurodata_type_def="InferredRates",
+        neurodata_type_inc="TimeSeries",
+        doc=(
+            "Firing rates of units inferred by a trained model of population activity (for example MtM "
+            "masked modelling), one column per unit, with provenance."
+        ),
+        attributes=[
+            *_provenance("Name of the model that inferred the rates, for example 'MtM'."),
+            _metrics('{"bits_per_spike": 0.3}'),
+            NWBAttributeSpec(
+                name="bin_size",
+                doc="Width in seconds of the time bins the rates are averages over; data are at the bin centres.",
+                dtype="float64",
+                required=False,
+            ),
+            _text(
+                "masking",
+                "How the model was prompted to infer the rates: its masking scheme, for example 'neuron' "
+                "(each unit inferred from the others) or 'causal'.",
+                required=False,
+            ),
+        ],
+        datasets=[
+            NWBDatasetSpec(
+                name="units",
+                neurodata_type_inc="DynamicTableRegion",
+                doc="Row of the units table of each column of data, in column order.",
+                quantity="?",
+            )
+        ],
+    )
+
+
 def write_spec(output_dir: Path) -> list[Path]:
     """Export the namespace and extensions YAML into ``output_dir``."""
     builder = NWBNamespaceBuilder(
-        doc="Decoded behaviour with model provenance, written by spikeinterface-poyo.",
+        doc="Decoded behaviour and inferred firing rates with model provenance, written by spikeinterface-poyo.",
         name=NAMESPACE,
         version=VERSION,
         author=["spikeinterface-poyo developers"],
@@ -82,7 +128,7 @@ def write_spec(output_dir: Path) -> list[Path]:
     builder.include_type("TimeSeries", namespace="core")
     builder.include_type("DynamicTableRegion", namespace="hdmf-common")
     output_dir.mkdir(parents=True, exist_ok=True)
-    export_spec(builder, [decoded_behavior_spec()], str(output_dir))
+    export_spec(builder, [decoded_behavior_spec(), inferred_rates_spec()], str(output_dir))
     return [output_dir / name for name in SPEC_FILES]
 
 

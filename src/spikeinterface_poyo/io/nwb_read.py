@@ -1,6 +1,6 @@
 """Reading NWB files: behavioural series, epochs, units as a SpikeInterface sorting, whole
-sessions (also lazily, for pretraining corpora), and decoded series written by the package,
-from the file itself or from its companion file (``<stem>.poyo.nwb``)."""
+sessions (also lazily, for pretraining corpora), and the decoded series and inferred firing rates
+written by the package, from the file itself or from its companion file (``<stem>.poyo.nwb``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pynwb
 
 from ..core.behavior import Behavior
 from ..core.sessions import SessionSource
-from .nwb_spec import COMPANION_SUFFIX  # importing it loads the ndx-poyo namespace, for decoded series
+from .nwb_spec import COMPANION_SUFFIX  # importing it loads the ndx-poyo namespace, for our series
 
 logger = logging.getLogger(__name__)
 
@@ -184,20 +184,26 @@ def default_companion_path(nwb_path: str | Path) -> Path:
     return path.with_name(path.stem + COMPANION_SUFFIX)
 
 
-def _decoded_names(path: Path) -> list[str]:
-    """Names of the DecodedBehavior objects in a file's processing modules, read with h5py (cheap on big files)."""
+def _names_of_type(path: Path, neurodata_type: str) -> list[str]:
+    """Names of the objects of that type in a file's processing modules, read with h5py (cheap on big files)."""
     with h5py.File(path, "r") as f:
         modules = [m for m in f.get("processing", {}).values() if isinstance(m, h5py.Group)]
         return [
             name
             for module in modules
             for name, obj in module.items()
-            if _decode(obj.attrs.get("neurodata_type", "")) == "DecodedBehavior"
+            if _decode(obj.attrs.get("neurodata_type", "")) == neurodata_type
         ]
 
 
-def _find_decoded(nwb_path: Path, companion_path, name: str | None) -> tuple[Path, str]:
-    """The file holding the decoded series (``nwb_path`` or its companion) and the series' name."""
+def _decoded_names(path: Path) -> list[str]:
+    return _names_of_type(path, "DecodedBehavior")
+
+
+def _find_series(
+    nwb_path: Path, companion_path, name: str | None, neurodata_type: str = "DecodedBehavior", what="decoded series"
+) -> tuple[Path, str]:
+    """The file holding the series of that type (``nwb_path`` or its companion) and the series' name."""
     if companion_path is not None:
         companion = Path(companion_path)
         if not companion.is_file():
@@ -212,51 +218,75 @@ def _find_decoded(nwb_path: Path, companion_path, name: str | None) -> tuple[Pat
         looked = f"{nwb_path.name} and its companion {companion.name}"
     else:
         looked, note = nwb_path.name, f" (and there is no companion file at {companion})"
-    found = {path: _decoded_names(path) for path in places}
+    found = {path: _names_of_type(path, neurodata_type) for path in places}
     everything = sorted(n for names in found.values() for n in names)
     hold = "hold" if len(places) > 1 else "holds"
     if name is None:
         if len(everything) != 1:
             more = "; pass name=" if everything else ""
-            raise ValueError(f"{looked} {hold} {len(everything)} decoded series {everything}{note}{more}.")
+            raise ValueError(f"{looked} {hold} {len(everything)} {what} {everything}{note}{more}.")
         name = everything[0]
     holders = [path for path, names in found.items() if name in names]
     if not holders:
         they = "they" if len(places) > 1 else "it"
-        raise ValueError(f"No decoded series named {name!r} in {looked}{note}; {they} {hold} {everything}.")
+        raise ValueError(f"No {what} named {name!r} in {looked}{note}; {they} {hold} {everything}.")
     if len(holders) > 1:
         raise ValueError(
-            f"Both {nwb_path.name} and its companion {companion.name} hold a decoded series named {name!r}; "
-            "remove one of them."
+            f"Both {nwb_path.name} and its companion {companion.name} hold {what} named {name!r}; remove one of them."
         )
     return holders[0], name
+
+
+def _read_series(nwb_path, name, companion_path, neurodata_type: str, what: str, convert):
+    """``convert(series, path)`` of the named series of that type, found in the file or its companion."""
+    path = Path(nwb_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No NWB file at {path}.")
+    path, name = _find_series(path, companion_path, name, neurodata_type, what)
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        nwbfile = io.read()
+        series = next(
+            module[name]
+            for module in nwbfile.processing.values()
+            if name in module.data_interfaces and module[name].neurodata_type == neurodata_type
+        )
+        return convert(series, path)
 
 
 def _as_list(value) -> list[str] | None:
     return None if value is None else [_decode(v) for v in np.atleast_1d(value)]
 
 
-def _metadata(series, path: Path) -> dict:
+def _region_unit_ids(series) -> list[str] | None:
+    """Ids of the units the ``units`` region points at, in its order, or None without one."""
     units = series.units
-    unit_ids = None
-    if units is not None:  # the units table, or in a companion its local copy of the source's unit ids
-        rows = np.asarray(units.data[:], dtype=np.int64)
-        table = units.table
-        column = table["unit_name"].data if "unit_name" in table.colnames else table.id.data
-        ids = np.asarray(column[:])
-        unit_ids = [_decode(ids[r]) for r in rows]
+    if units is None:
+        return None
+    # the units table, or in a companion its local copy of the source's unit ids
+    rows = np.asarray(units.data[:], dtype=np.int64)
+    table = units.table
+    column = table["unit_name"].data if "unit_name" in table.colnames else table.id.data
+    ids = np.asarray(column[:])
+    return [_decode(ids[r]) for r in rows]
+
+
+def _provenance(series, path: Path) -> dict:
+    """The metadata every series type here carries."""
     return {
         "model_name": series.model_name,
         "model_version": series.model_version,
         "model_sha256": series.model_sha256,
         "preset": series.preset,
         "training_sessions": _as_list(series.training_sessions),
-        "decoded_variable": series.decoded_variable,
         "metrics": json.loads(series.metrics) if series.metrics else None,
-        "unit_ids": unit_ids,
+        "unit_ids": _region_unit_ids(series),
         "description": series.description,
         "nwb_path": path,
     }
+
+
+def _metadata(series, path: Path) -> dict:
+    return {**_provenance(series, path), "decoded_variable": series.decoded_variable}
 
 
 def read_predictions_from_nwb(
@@ -290,13 +320,8 @@ def read_predictions_from_nwb(
         (the ids of the units that fed the decoder), ``description``, and ``nwb_path`` (the file
         it was read from); unknown ones are None.
     """
-    path = Path(nwb_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No NWB file at {path}.")
-    path, name = _find_decoded(path, companion_path, name)
-    with pynwb.NWBHDF5IO(str(path), "r") as io:
-        nwbfile = io.read()
-        series = next(module[name] for module in nwbfile.processing.values() if name in module.data_interfaces)
+
+    def convert(series, path):
         behavior = Behavior(
             _timestamps(series),
             np.asarray(series.data[:], dtype=np.float64),
@@ -304,9 +329,58 @@ def read_predictions_from_nwb(
             unit=str(series.unit),
             dimension_names=_as_list(series.dimension_names),
         )
-        if return_metadata:
-            return behavior, _metadata(series, path)
-    return behavior
+        return (behavior, _metadata(series, path)) if return_metadata else behavior
+
+    return _read_series(nwb_path, name, companion_path, "DecodedBehavior", "decoded series", convert)
+
+
+def read_rates_from_nwb(
+    nwb_path: str | Path,
+    name: str | None = "inferred_rates",
+    companion_path: str | Path | None = None,
+    return_metadata: bool = False,
+):
+    """Read firing rates written by :func:`write_rates_to_nwb`, from a file or its companion.
+
+    Parameters
+    ----------
+    nwb_path : str or Path
+        The NWB file (or a companion file). Its companion, ``<stem>.poyo.nwb`` beside it, is
+        searched as well when it exists.
+    name : str or None, default: "inferred_rates"
+        Name of the ``InferredRates``; None takes the only one the file and its companion hold.
+    companion_path : str or Path or None
+        The companion file, when it is not at its default place.
+    return_metadata : bool, default: False
+        Also return the provenance.
+
+    Returns
+    -------
+    Behavior
+        (T, N) rates in Hz at the bin centres, one column per unit; ``dimension_names`` are the
+        unit ids (``unit_name`` column, else ``id``) of the rows the ``units`` region points at,
+        in column order.
+    dict
+        Only with ``return_metadata``: ``model_name``, ``model_version``, ``model_sha256``,
+        ``preset``, ``training_sessions``, ``metrics`` (dict), ``unit_ids``, ``bin_size``,
+        ``masking``, ``description``, and ``nwb_path`` (the file it was read from); unknown ones
+        are None.
+    """
+
+    def convert(series, path):
+        meta = {**_provenance(series, path), "bin_size": series.bin_size, "masking": series.masking}
+        if meta["bin_size"] is not None:
+            meta["bin_size"] = float(meta["bin_size"])
+        rates = Behavior(
+            _timestamps(series),
+            np.asarray(series.data[:], dtype=np.float64),
+            name=series.name,
+            unit=str(series.unit),
+            dimension_names=meta["unit_ids"],
+        )
+        return (rates, meta) if return_metadata else rates
+
+    return _read_series(nwb_path, name, companion_path, "InferredRates", "series of inferred rates", convert)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,3 +466,21 @@ def _read_sorting(path: Path, sampling_frequency: float | None = None, t_start: 
     del extractor
     gc.collect()  # the extractor closes its HDF5 handle when collected, and holds a lock until then
     return sorting
+
+
+def read_nwb_units(path: str | Path, *, sampling_frequency: float | None = None, t_start: float | None = None):
+    """The sorting of an NWB file's units table, in memory (no behaviour needed: for
+    self-supervised models); see :func:`load_nwb_session` for the arguments."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No NWB file at {path}.")
+    return _read_sorting(path, sampling_frequency, t_start)
+
+
+def read_nwb_trials(path: str | Path):
+    """The NWB file's ``trials`` table as a pandas DataFrame; a clear error when it has none."""
+    with pynwb.NWBHDF5IO(str(path), "r") as io:
+        trials = io.read().trials
+        if trials is None:
+            raise ValueError(f"{Path(path).name} has no trials table; drop trials = true to use contiguous windows.")
+        return trials.to_dataframe()

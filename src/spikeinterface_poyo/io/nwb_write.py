@@ -1,9 +1,12 @@
-"""Write decoded behaviour into NWB files, with the model's provenance, without ever corrupting them.
+"""Write decoded behaviour and inferred firing rates into NWB files, with the model's provenance,
+without ever corrupting them.
 
-Decoded series are stored as ``DecodedBehavior`` objects, a TimeSeries subtype defined by the
-``ndx-poyo`` extension (``nwb_spec/``), in the ``behavior`` processing module. The extension is
-loaded when this module is imported and its spec is cached in every file written, so a reader
-without this package can still open the data with plain pynwb.
+Decoded series are stored as ``DecodedBehavior`` objects in the ``behavior`` processing module,
+inferred rates as ``InferredRates`` objects (one column per unit, linked to the units table) in
+the ``ecephys`` module; both are TimeSeries subtypes defined by the ``ndx-poyo`` extension
+(``nwb_spec/``) and go through the same write. The extension is loaded when this module is
+imported and its spec is cached in every file written, so a reader without this package can
+still open the data with plain pynwb.
 
 Two ways to store them (``storage=``):
 
@@ -43,7 +46,7 @@ from ..core.behavior import Behavior
 from .atomic import new_file_mode, replace_file
 from .models import CONFIG_FILE, model_sha256
 from .nwb_read import _decode, _timestamps, _unit_ids_h5, default_companion_path
-from .nwb_spec import MODULE_NAME, NAMESPACE, SOURCE_UNITS_TABLE, DecodedBehavior
+from .nwb_spec import MODULE_NAME, NAMESPACE, RATES_MODULE, SOURCE_UNITS_TABLE, DecodedBehavior, InferredRates
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +66,26 @@ class NWBWriteError(RuntimeError):
     """The written copy did not re-open or check out; the original file was left unchanged."""
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """What a write stores: its neurodata type, the processing module it goes into, and its name in messages."""
+
+    neurodata_type: str
+    module: str
+    module_description: str
+    what: str
+
+
+_DECODED = _Kind("DecodedBehavior", MODULE_NAME, "Processed behavioural data.", "decoded series")
+_RATES = _Kind("InferredRates", RATES_MODULE, "Processed extracellular electrophysiology data.", "inferred rates")
+
+
 # ---------------------------------------------------------------------------------------------
 # provenance
 
 
 def model_provenance(model=None, model_path: str | Path | None = None) -> dict:
-    """Provenance attributes of a ``DecodedBehavior`` from a model and/or its saved folder.
+    """Provenance attributes of a ``DecodedBehavior`` (or ``InferredRates``) from a model and/or its saved folder.
 
     Parameters
     ----------
@@ -86,7 +103,7 @@ def model_provenance(model=None, model_path: str | Path | None = None) -> dict:
         fields are left out.
     """
     if model is None and model_path is None:
-        raise ValueError("Pass model= or model_path= so the decoded series records which model produced it.")
+        raise ValueError("Pass model= or model_path= so the written series records which model produced it.")
     meta, saved_version, saved_class = {}, None, None
     if model_path is not None:
         model_path = Path(model_path)
@@ -320,12 +337,12 @@ class _FileSummary:
     source_units: list[str] | None = None  # a companion's copy of its source's unit ids
 
 
-def _summarize(path: Path, name: str | None = None) -> _FileSummary:
-    """Every object path, the type of ``behavior/<name>`` if any, and the units' ids."""
+def _summarize(path: Path, name: str | None = None, module: str = MODULE_NAME) -> _FileSummary:
+    """Every object path, the type of ``processing/<module>/<name>`` if any, and the units' ids."""
     summary = _FileSummary()
     with _reading(path) as f:
         f.visit(summary.paths.add)  # hard links only: a companion's linked units are not its objects
-        existing = f.get(f"processing/{MODULE_NAME}/{name}") if name else None
+        existing = f.get(f"processing/{module}/{name}") if name else None
         if existing is not None:
             summary.existing_type = _decode(existing.attrs.get("neurodata_type", "unknown"))
         units = f.get("units")  # None for a companion whose source is missing
@@ -386,19 +403,40 @@ def _unit_rows(file_ids: list[str] | None, unit_ids, model) -> list[int] | None:
         return sorted(rows)
     if file_ids is None:
         raise ValueError("unit_ids were given but the file has no units table to link them to.")
+    return sorted(_rows_of(file_ids, unit_ids))
+
+
+def _rows_of(file_ids: list[str], unit_ids, hint: str = "") -> list[int]:
+    """Rows of the units table holding ``unit_ids``, in their order; a ValueError naming any missing."""
     index = {u: i for i, u in enumerate(file_ids)}
     wanted = [str(u) for u in unit_ids]
     missing = [u for u in wanted if u not in index]
     if missing:
+        shown = ", ".join(map(repr, missing[:10])) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         raise ValueError(
-            f"{len(missing)} of the {len(wanted)} unit_ids are not in the file's units table (e.g. {missing[0]!r}); "
-            f"it holds {len(file_ids)} units such as {file_ids[:3]}."
+            f"{len(missing)} of the {len(wanted)} unit_ids are not in the file's units table: {shown}; it holds "
+            f"{len(file_ids)} units such as {file_ids[:3]}, named as SpikeInterface reads them (the unit_name "
+            f"column, else id). {hint or 'Pass unit_ids= with those ids.'} Nothing was written."
         )
-    return sorted(index[u] for u in wanted)
+    return [index[u] for u in wanted]
+
+
+def _rate_rows(file_ids: list[str] | None, unit_ids: list[str], path) -> list[int]:
+    """Rows of the units table of each column of the rates, in column order (never sorted)."""
+    if file_ids is None:
+        raise ValueError(
+            f"{Path(path).name} has no units table; inferred rates link every column to its unit there, so "
+            "write them into the file the units were read from. Nothing was written."
+        )
+    hint = (
+        "unit_ids= default to the rates' dimension_names: name the columns with those ids, or pass "
+        "unit_ids= with one of them per column, in column order."
+    )
+    return _rows_of(file_ids, unit_ids, hint)
 
 
 # ---------------------------------------------------------------------------------------------
-# building and appending the DecodedBehavior
+# building and appending the DecodedBehavior or InferredRates
 
 
 def _time_kwargs(timestamps: np.ndarray) -> dict:
@@ -423,8 +461,6 @@ def _build(
     units_table,
 ):
     """The DecodedBehavior object for ``predictions``."""
-    from hdmf.backends.hdf5 import H5DataIO
-
     variable = provenance.get("decoded_variable", predictions.name)
     description = (
         f"{variable} decoded from spiking activity by the {provenance['model_name']} model"
@@ -432,40 +468,79 @@ def _build(
         + f", written by spikeinterface-poyo {__version__}."
         + (" Samples the decoder could not cover are NaN." if not predictions.valid.all() else "")
     )
-    fields = {k: v for k, v in provenance.items() if k != "dimension_names"}
-    if rows is not None:
-        fields["units"] = DynamicTableRegion(
-            name="units", data=rows, description="Rows of the units table that fed the decoder.", table=units_table
-        )
-    if metrics is not None:
-        fields["metrics"] = metrics
+    provenance = {k: v for k, v in provenance.items() if k != "dimension_names"}
+    region = "Rows of the units table that fed the decoder."
     return DecodedBehavior(
         name=name,
-        data=H5DataIO(predictions.values, compression="gzip"),
         unit=predictions.unit or "unknown",
         description=description,
         dimension_names=list(predictions.dimension_names),
-        **_time_kwargs(predictions.timestamps),
-        **fields,
+        **_series_fields(predictions, provenance, metrics, rows, units_table, region),
     )
 
 
-def _remove_object(path: Path, name: str) -> None:
-    """Delete ``processing/behavior/<name>`` from the (temporary) copy before it is written again."""
+def _build_rates(
+    rates: Behavior,
+    name: str,
+    provenance: dict,
+    metrics: str | None,
+    rows: list[int],
+    units_table,
+    bin_size: float | None,
+    masking: str | None,
+):
+    """The InferredRates object for ``rates``."""
+    description = (
+        f"Firing rates (Hz) of {rates.num_dimensions} units inferred from spiking activity by the "
+        f"{provenance['model_name']} model"
+        + (f" (preset {provenance['preset']!r})" if "preset" in provenance else "")
+        + (f" with {masking!r} masking" if masking else "")
+        + (f", in {bin_size * 1000:g} ms bins at their centres" if bin_size is not None else "")
+        + f", written by spikeinterface-poyo {__version__}. Column i is the unit in row units[i] of the units table."
+        + (" Samples the model could not cover are NaN." if not rates.valid.all() else "")
+    )
+    extra = {k: v for k, v in (("bin_size", bin_size), ("masking", masking)) if v is not None}
+    region = "Row of the units table of each column of data, in column order."
+    return InferredRates(
+        name=name,
+        unit="Hz",
+        description=description,
+        **_series_fields(rates, provenance, metrics, rows, units_table, region),
+        **extra,
+    )
+
+
+def _series_fields(series: Behavior, provenance: dict, metrics, rows, units_table, region: str) -> dict:
+    """What every type here holds: compressed data, its times, the provenance, metrics and units region."""
+    from hdmf.backends.hdf5 import H5DataIO
+
+    fields = dict(provenance)
+    if rows is not None:
+        fields["units"] = DynamicTableRegion(name="units", data=rows, description=region, table=units_table)
+    if metrics is not None:
+        fields["metrics"] = metrics
+    return {"data": H5DataIO(series.values, compression="gzip"), **_time_kwargs(series.timestamps), **fields}
+
+
+def _remove_object(path: Path, name: str, module: str = MODULE_NAME) -> None:
+    """Delete ``processing/<module>/<name>`` from the (temporary) copy before it is written again."""
     with h5py.File(path, "r+") as f:
-        del f[f"processing/{MODULE_NAME}/{name}"]
+        del f[f"processing/{module}/{name}"]
 
 
-def _append(path: Path, predictions: Behavior, name: str, provenance: dict, metrics, rows, companion: bool) -> None:
-    """Add the DecodedBehavior to the file at ``path`` (the temporary copy) in pynwb's append mode."""
+def _append(path: Path, kind: _Kind, build, companion: bool) -> None:
+    """Add ``build(units_table)`` to ``processing/<kind.module>`` of the file at ``path`` (the temporary
+    copy) in pynwb's append mode, creating the module if missing."""
     with pynwb.NWBHDF5IO(str(path), "a") as io:
         nwbfile = io.read()
-        if MODULE_NAME not in nwbfile.processing:
-            nwbfile.create_processing_module(MODULE_NAME, "Processed behavioural data.")
-        module = nwbfile.processing[MODULE_NAME]
-        # a companion's regions point into its local copy of the source's unit ids (see _new_companion)
-        table = module.data_interfaces.get(SOURCE_UNITS_TABLE) if companion else nwbfile.units
-        module.add(_build(predictions, name, provenance, metrics, rows, table))
+        if kind.module not in nwbfile.processing:
+            nwbfile.create_processing_module(kind.module, kind.module_description)
+        if companion:  # its regions point into its local copy of the source's unit ids (see _new_companion)
+            home = nwbfile.processing.get(MODULE_NAME)
+            table = home.data_interfaces.get(SOURCE_UNITS_TABLE) if home is not None else None
+        else:
+            table = nwbfile.units
+        nwbfile.processing[kind.module].add(build(table))
         io.write(nwbfile)
 
 
@@ -476,11 +551,12 @@ def _append(path: Path, predictions: Behavior, name: str, provenance: dict, metr
 def _new_companion(path: Path, plan: _Plan, unit_ids: list[str] | None) -> None:
     """Write a new companion file at ``path``: the source's session metadata, no predictions yet.
 
-    HDF5 object references cannot point into another file, so a DecodedBehavior's ``units`` region
-    cannot reference the linked ``/units``. It references ``behavior/source_units`` instead: the
-    source's unit ids (its ``id`` column, and the SpikeInterface ids as ``unit_name``) in the same
-    row order, so the region's rows are also rows of the linked table, and the ids stay readable,
-    with plain pynwb and the same code as in a full copy, even where the source is not at hand.
+    HDF5 object references cannot point into another file, so a ``units`` region (of a
+    DecodedBehavior or InferredRates) cannot reference the linked ``/units``. It references
+    ``behavior/source_units`` instead: the source's unit ids (its ``id`` column, and the
+    SpikeInterface ids as ``unit_name``) in the same row order, so the region's rows are also rows
+    of the linked table, and the ids stay readable, with plain pynwb and the same code as in a
+    full copy, even where the source is not at hand.
     """
     from hdmf.common import DynamicTable
     from hdmf.utils import get_docval
@@ -496,7 +572,8 @@ def _new_companion(path: Path, plan: _Plan, unit_ids: list[str] | None) -> None:
         nwbfile = pynwb.NWBFile(
             session_description=(
                 f"Companion file of {plan.source.name}, written by spikeinterface-poyo {__version__}: behaviour "
-                f"decoded from the spikes of that session, in processing/{MODULE_NAME}. Its /units is an HDF5 "
+                f"decoded from the spikes of that session, in processing/{MODULE_NAME}, and firing rates inferred "
+                f"from them, in processing/{RATES_MODULE}. Its /units is an HDF5 "
                 f"external link to the units of {plan.link}; keep the two files together. "
                 f"The session: {source.session_description}"
             ),
@@ -556,27 +633,37 @@ def _verify_companion(path: Path, plan: _Plan, source_ids: list[str] | None) -> 
         raise NWBWriteError(f"The companion's units do not resolve to the units of {plan.source.name}.")
 
 
-def _verify(path: Path, predictions: Behavior, name: str, before: _FileSummary, replaced: bool) -> None:
-    """Re-open the written copy and check it: schema of the new object, its values, nothing lost."""
+def _verify(
+    path: Path,
+    predictions: Behavior,
+    name: str,
+    before: _FileSummary,
+    replaced: bool,
+    module: str = MODULE_NAME,
+    rows: list[int] | None = None,
+) -> None:
+    """Re-open the written copy and check it: schema of the new object, its values and units, nothing lost."""
     with h5py.File(path, "r") as f:
         after: set[str] = set()
         f.visit(after.add)
-    prefix = f"processing/{MODULE_NAME}/{name}"
+    prefix = f"processing/{module}/{name}"
     lost = {p for p in before.paths - after if not (replaced and (p == prefix or p.startswith(prefix + "/")))}
     if lost:
         raise NWBWriteError(f"The written copy lacks {len(lost)} objects of the original (e.g. {sorted(lost)[0]}).")
     with pynwb.NWBHDF5IO(str(path), "r") as io:
-        series = io.read().processing[MODULE_NAME][name]
+        series = io.read().processing[module][name]
         if not np.array_equal(np.asarray(series.data[:]), predictions.values, equal_nan=True):
             raise NWBWriteError(f"{name} reads back different values than were written.")
         if not np.allclose(_timestamps(series), predictions.timestamps, rtol=0, atol=1e-9):
             raise NWBWriteError(f"{name} reads back different timestamps than were written.")
-    errors = _schema_errors(path, name)
+        if rows is not None and (series.units is None or np.asarray(series.units.data[:]).tolist() != list(rows)):
+            raise NWBWriteError(f"{name} reads back different units rows than were written.")
+    errors = _schema_errors(path, name, module)
     if errors:
         raise NWBWriteError(f"{name} does not match the {NAMESPACE} schema: {'; '.join(map(str, errors[:3]))}")
 
 
-def _schema_errors(path: Path, name: str) -> list:
+def _schema_errors(path: Path, name: str, module: str = MODULE_NAME) -> list:
     """Validate the new object against the spec cached in the file, as a reader without this package sees it.
 
     Only our object is validated: problems the file had before are not ours to block on.
@@ -586,7 +673,7 @@ def _schema_errors(path: Path, name: str) -> list:
 
     type_map = _cached_type_map(path)
     with pynwb.NWBHDF5IO(str(path), "r", manager=BuildManager(type_map), load_namespaces=False) as io:
-        builder = io.read_builder()["processing"][MODULE_NAME][name]
+        builder = io.read_builder()["processing"][module][name]
         return ValidatorMap(type_map.namespace_catalog.get_namespace(NAMESPACE)).validate(builder)  # file still open
 
 
@@ -676,7 +763,7 @@ def _check_name(name: str) -> None:
         raise ValueError(f"{name!r} is not a valid NWB object name (non-empty, without '/' or ':').")
 
 
-def _prepare(nwb_path, name, overwrite, storage, companion_path, output_path, threshold, new_bytes: int):
+def _prepare(nwb_path, name, overwrite, storage, companion_path, output_path, threshold, new_bytes: int, kind=_DECODED):
     """Where a write goes and whether it may: the plan, the file it starts from, summaries of the
     source and of that file, and whether an existing series of that name is replaced."""
     plan = _plan(nwb_path, storage, companion_path, output_path, threshold)
@@ -690,13 +777,16 @@ def _prepare(nwb_path, name, overwrite, storage, companion_path, output_path, th
     if base not in (None, source):
         with _locked(base, exclusive=True):
             pass
-    before = _summarize(source, name)
-    previous = before if base == source else (_summarize(base, name) if base is not None else _FileSummary())
+    before = _summarize(source, name, kind.module)
+    previous = (
+        before if base == source else (_summarize(base, name, kind.module) if base is not None else _FileSummary())
+    )
     if base not in (None, source):
         _check_companion(plan, previous, before.unit_ids)
     if plan.pair is not None:
-        _check_pair(plan, name, before if plan.pair == source else _summarize(plan.pair, name))
-    replaced = _check_existing(previous, name, overwrite, base or target)
+        pair = before if plan.pair == source else _summarize(plan.pair, name, kind.module)
+        _check_pair(plan, name, pair, kind.module)
+    replaced = _check_existing(previous, name, overwrite, base or target, kind)
     return plan, base, before, previous, replaced
 
 
@@ -708,6 +798,44 @@ def check_name_free(
     _check_name(name)
     plan = _prepare(nwb_path, name, overwrite, storage, companion_path, output_path, None, 0)[0]
     return plan.target
+
+
+def _write_series(
+    nwb_path, series: Behavior, name: str, kind: _Kind, rows_for, build, overwrite, storage, companion_path,
+    output_path, threshold,
+) -> Path:  # fmt: skip
+    """The write both public writers share: checks, a temporary copy, verification, atomic replace.
+
+    ``rows_for(unit_ids)`` gives the units-table rows to link from the source's unit ids (or
+    None), ``build(rows, units_table)`` the pynwb object to add to ``processing/<kind.module>``.
+    """
+    plan, base, before, previous, replaced = _prepare(
+        nwb_path, name, overwrite, storage, companion_path, output_path, threshold,
+        series.values.nbytes + series.timestamps.nbytes, kind,
+    )  # fmt: skip
+    source, target = plan.source, plan.target
+    in_place = target == source
+    rows = rows_for(before.unit_ids)
+
+    def fill(tmp: Path) -> None:
+        if base is None:
+            _new_companion(tmp, plan, before.unit_ids)
+        else:
+            _copy(base, tmp)
+        with _units_detached(tmp, plan, linked=before.unit_ids is not None):
+            if replaced:
+                _remove_object(tmp, name, kind.module)
+            _append(tmp, kind, lambda table: build(rows, table), plan.companion)
+        _verify(tmp, series, name, previous, replaced, kind.module, rows)
+        if plan.companion:
+            _verify_companion(tmp, plan, before.unit_ids)
+
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(_locked(source, exclusive=in_place))
+        if base not in (None, source):
+            locks.enter_context(_locked(base, exclusive=True))
+        _stage(target, fill, watched=[source, target])
+    return target
 
 
 def write_predictions_to_nwb(
@@ -801,60 +929,163 @@ def write_predictions_to_nwb(
             f"the predictions have {predictions.num_dimensions}."
         )
     metrics_json = _metrics_json(metrics)
-    plan, base, before, previous, replaced = _prepare(
-        nwb_path, name, overwrite, storage, companion_path, output_path, companion_threshold,
-        predictions.values.nbytes + predictions.timestamps.nbytes,
+    return _write_series(
+        nwb_path, predictions, name, _DECODED,
+        lambda file_ids: _unit_rows(file_ids, unit_ids, model),
+        lambda rows, table: _build(predictions, name, provenance, metrics_json, rows, table),
+        overwrite, storage, companion_path, output_path, companion_threshold,
     )  # fmt: skip
-    source, target = plan.source, plan.target
-    in_place = target == source
-    rows = _unit_rows(before.unit_ids, unit_ids, model)
-
-    def fill(tmp: Path) -> None:
-        if base is None:
-            _new_companion(tmp, plan, before.unit_ids)
-        else:
-            _copy(base, tmp)
-        with _units_detached(tmp, plan, linked=before.unit_ids is not None):
-            if replaced:
-                _remove_object(tmp, name)
-            _append(tmp, predictions, name, provenance, metrics_json, rows, plan.companion)
-        _verify(tmp, predictions, name, previous, replaced)
-        if plan.companion:
-            _verify_companion(tmp, plan, before.unit_ids)
-
-    with contextlib.ExitStack() as locks:
-        locks.enter_context(_locked(source, exclusive=in_place))
-        if base not in (None, source):
-            locks.enter_context(_locked(base, exclusive=True))
-        _stage(target, fill, watched=[source, target])
-    return target
 
 
-def _check_pair(plan: _Plan, name: str, pair: _FileSummary) -> None:
+def write_rates_to_nwb(
+    nwb_path: str | Path,
+    rates: Behavior,
+    model=None,
+    name: str = "inferred_rates",
+    overwrite: bool = False,
+    metrics: dict | None = None,
+    model_path: str | Path | None = None,
+    unit_ids=None,
+    bin_size: float | None = None,
+    masking: str | None = None,
+    output_path: str | Path | None = None,
+    storage: str = "auto",
+    companion_path: str | Path | None = None,
+    companion_threshold: int | None = None,
+) -> Path:
+    """Store firing rates inferred by a model, with its provenance, in an NWB file or its companion.
+
+    The rates become an ``InferredRates`` (``ndx-poyo`` extension) in the ``ecephys`` processing
+    module, created if missing, with a ``units`` region giving the units-table row of each column,
+    in column order. The write is the one of :func:`write_predictions_to_nwb`: into a temporary
+    file next to its target, re-opened and checked before it atomically replaces the target; on
+    any error the target is left byte-identical (or is not created) and the temporary file is
+    removed.
+
+    Parameters
+    ----------
+    nwb_path : str or Path
+        The NWB (HDF5) file whose units the rates are of (or a companion file written before).
+    rates : Behavior
+        (T, N) firing rates in Hz at the bin centres, one column per unit; its ``dimension_names``
+        are the unit ids, in column order. NaN marks a sample the model could not cover.
+    model : object or None
+        The model that inferred them (for example an MtM model); its ``meta`` gives the preset,
+        training sessions and version. Optional when ``model_path`` is given.
+    name : str, default: "inferred_rates"
+        Name of the new object.
+    overwrite : bool, default: False
+        Replace an ``InferredRates`` of the same name. Other objects are never replaced.
+    metrics : dict or None
+        Evaluation metrics (such as bits per spike), stored as JSON.
+    model_path : str or Path or None
+        The saved model folder; its weights' sha256 identifies the model.
+    unit_ids : list or None
+        The unit of each column, as SpikeInterface ids (``unit_name`` column, else ``id``), in
+        column order; ``rates.dimension_names`` by default. Every one must be in the file's units
+        table.
+    bin_size : float or None
+        Width of the time bins in seconds, stored as the ``bin_size`` attribute.
+    masking : str or None
+        How the model was prompted to infer the rates (its masking scheme), stored as ``masking``.
+    output_path : str or Path or None
+        Write into a new file here (a copy of ``nwb_path`` plus the rates) and leave ``nwb_path``
+        as it is.
+    storage : {"auto", "copy", "companion"}, default: "auto"
+        Where the rates go, as for :func:`write_predictions_to_nwb`: ``"copy"`` into ``nwb_path``
+        itself, ``"companion"`` into a small companion NWB file whose ``/units`` links to
+        ``nwb_path``'s units, ``"auto"`` the companion when ``companion_path`` is given, when the
+        companion exists already, or when ``nwb_path`` is larger than ``companion_threshold``.
+    companion_path : str or Path or None
+        The companion file; by default ``<stem>.poyo.nwb`` beside ``nwb_path``, where
+        :func:`read_rates_from_nwb` looks for it.
+    companion_threshold : int or None
+        Size in bytes above which ``"auto"`` chooses the companion; :data:`COMPANION_THRESHOLD`
+        (2 GiB) by default.
+
+    Returns
+    -------
+    Path
+        The file written: ``nwb_path`` (its target, for a symbolic link), ``output_path`` or the
+        companion.
+
+    Raises
+    ------
+    ValueError
+        A unit id is not in the file's units table (or the file has none), the rates are not in
+        Hz, the name exists (and ``overwrite`` is False or the object is not an InferredRates),
+        also in the other file of a source/companion pair, or the arguments contradict each other.
+    NWBFileInUseError
+        The file is open elsewhere, or the source of a companion is being written.
+    PermissionError
+        The target or its folder is read-only.
+    OSError
+        The disk is full (``errno.ENOSPC``).
+    """
+    if not isinstance(rates, Behavior):
+        raise TypeError(f"rates must be a sip.Behavior, got {type(rates).__name__}.")
+    if len(rates) == 0:
+        raise ValueError("rates hold no samples; there is nothing to write.")
+    _check_name(name)
+    if rates.unit not in ("Hz", "unknown"):  # "unknown" is Behavior's default
+        raise ValueError(
+            f"rates must be firing rates in Hz, got unit {rates.unit!r}; divide counts per bin by the bin size."
+        )
+    if np.nanmin(rates.values, initial=0.0) < 0:
+        raise ValueError("rates hold negative values; pass firing rates in Hz (exponentiate log rates first).")
+    columns = list(rates.dimension_names) if unit_ids is None else [str(u) for u in unit_ids]
+    if len(columns) != rates.num_dimensions:
+        raise ValueError(f"{len(columns)} unit_ids for {rates.num_dimensions} columns of rates; pass one per column.")
+    repeated = sorted({u for u in columns if columns.count(u) > 1})
+    if repeated:
+        raise ValueError(f"unit_ids name units more than once ({repeated[:5]}); each column is one unit.")
+    if bin_size is not None:
+        bin_size = float(bin_size)
+        if not np.isfinite(bin_size) or bin_size <= 0:
+            raise ValueError(f"bin_size must be a positive number of seconds, got {bin_size}.")
+    if masking is not None and not isinstance(masking, str):
+        raise TypeError(f"masking must be a str (the scheme or prompt), got {type(masking).__name__}.")
+    behavior_only = ("decoded_variable", "dimension_names")  # a decoder's fields, not a rates model's
+    provenance = {k: v for k, v in model_provenance(model, model_path).items() if k not in behavior_only}
+    metrics_json = _metrics_json(metrics)
+    return _write_series(
+        nwb_path, rates, name, _RATES,
+        lambda file_ids: _rate_rows(file_ids, columns, nwb_path),
+        lambda rows, table: _build_rates(rates, name, provenance, metrics_json, rows, table, bin_size, masking),
+        overwrite, storage, companion_path, output_path, companion_threshold,
+    )  # fmt: skip
+
+
+def _check_pair(plan: _Plan, name: str, pair: _FileSummary, module: str = MODULE_NAME) -> None:
     """Refuse a name the other file of a source/companion pair holds: readers look in both."""
     if pair.existing_type is not None:
         raise ValueError(
-            f"{plan.pair.name} already holds processing/{MODULE_NAME}/{name}, and readers look in a file and its "
+            f"{plan.pair.name} already holds processing/{module}/{name}, and readers look in a file and its "
             f"companion alike, so {plan.target.name} cannot hold one of the same name; nothing was written. "
             "Choose another name."
         )
 
 
-def _check_existing(summary: _FileSummary, name: str, overwrite: bool, path: Path) -> bool:
-    """True when an existing DecodedBehavior of that name is to be replaced; raise when it may not be."""
+def _check_existing(summary: _FileSummary, name: str, overwrite: bool, path: Path, kind: _Kind = _DECODED) -> bool:
+    """True when an existing object of the kind's type and that name is to be replaced; raise when it may not be."""
     if summary.existing_type is None:
         return False
+    where = f"processing/{kind.module}/{name}"
     if not overwrite:
         raise ValueError(
-            f"{path.name} already holds processing/{MODULE_NAME}/{name}; pass overwrite=True (--overwrite) to "
-            "replace it, or choose another name."
+            f"{path.name} already holds {where}; pass overwrite=True (--overwrite) to replace it, "
+            "or choose another name."
         )
-    if summary.existing_type != "DecodedBehavior":
+    if summary.existing_type != kind.neurodata_type:
         raise ValueError(
-            f"processing/{MODULE_NAME}/{name} in {path.name} is a {summary.existing_type}, not a DecodedBehavior; "
-            "only decoded series are ever replaced. Choose another name."
+            f"{where} in {path.name} is a {summary.existing_type}, not {_a(kind.neurodata_type)}; "
+            f"only {kind.what} are ever replaced. Choose another name."
         )
     return True
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def write_session_nwb(path: Path, sorting, behavior: Behavior, description: str) -> Path:
@@ -903,15 +1134,19 @@ def write_session_nwb(path: Path, sorting, behavior: Behavior, description: str)
         description="Units of the simulated sorting.",
         resolution=1.0 / sorting.sampling_frequency,  # spike times fall on its frame grid
     )
-    for unit_id in sorting.unit_ids:
-        nwbfile.add_unit(spike_times=sorting.get_unit_spike_train(unit_id, return_times=True))
+    area = sorting.get_property("brain_area")
+    if area is not None:  # region labels, as the multi-region simulation sets them
+        nwbfile.add_unit_column("brain_area", "Brain region of the unit.")
+    for i, unit_id in enumerate(sorting.unit_ids):
+        extra = {} if area is None else {"brain_area": str(area[i])}
+        nwbfile.add_unit(spike_times=sorting.get_unit_spike_train(unit_id, return_times=True), **extra)
     module = nwbfile.create_processing_module("behavior", "Simulated behaviour")
     module.add(
         TimeSeries(
             name=behavior.name,
             data=behavior.values,
             unit=behavior.unit,
-            description="Ground-truth 2-D velocity the simulated units are tuned to.",
+            description=f"Ground-truth {behavior.name} of the simulated session.",
             **_time_kwargs(behavior.timestamps),
         )
     )
