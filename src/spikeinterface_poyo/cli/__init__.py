@@ -1,10 +1,11 @@
-"""Command line: train, evaluate, decode, finetune and pretrain models on NWB files, and the demo.
+"""Command line: train, evaluate, decode, finetune and pretrain models on NWB files, infer MtM rates, and the demo.
 
     spikeinterface-poyo train SESSION.nwb --behavior hand_velocity --output decoder/
     spikeinterface-poyo evaluate SESSION.nwb --model decoder/ --behavior hand_velocity
     spikeinterface-poyo decode SESSION.nwb --model decoder/ --behavior hand_velocity
     spikeinterface-poyo finetune DAY2.nwb --model decoder/ --behavior hand_velocity --output day2/
     spikeinterface-poyo pretrain --config corpus.toml
+    spikeinterface-poyo rates SESSION.nwb --model mtm_model/
     torchrun --nproc_per_node 4 -m spikeinterface_poyo pretrain --config corpus.toml
 
 Also ``python -m spikeinterface_poyo``. One module per command; each imports what it needs only
@@ -19,7 +20,7 @@ import sys
 
 PROG = "spikeinterface-poyo"
 EXIT_ERROR = 2
-COMMANDS = ("train", "evaluate", "decode", "finetune", "pretrain", "demo")
+COMMANDS = ("train", "evaluate", "decode", "finetune", "pretrain", "rates", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
-"""``spikeinterface-poyo pretrain``: pretrain one POYO model on many sessions from a config file."""
+"""``spikeinterface-poyo pretrain``: pretrain one POYO or MtM model on many sessions from a config file."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .common import progress
@@ -28,9 +29,61 @@ example corpus.toml:
   path = "monkey_a_day1.nwb"
   behavior = "hand_velocity"
 
+With family = "mtm" the model is MtM, masked modelling of spikes without behaviour: sessions
+need only their units (path, and optionally session_id, time_range, trials = true for
+windows around the trials table's start_time, event_column, event_offset), or
+simulated_regions = {...}; [model] takes schemes ("mtm", "temporal"...), bin_size, num_bins,
+position and sizes.
+
+example mtm.toml:
+  family = "mtm"
+  output = "mtm_model/"
+  [model]
+  schemes = "mtm"
+  [[sessions]]
+  path = "session_a.nwb"
+  [[sessions]]
+  path = "session_b.nwb"
+  trials = true
+
 examples:
   spikeinterface-poyo pretrain --config corpus.toml
   torchrun --nproc_per_node 4 -m spikeinterface_poyo pretrain --config corpus.toml"""
+
+
+#: Sessions of an MtM run (``family = "mtm"``): spikes only, contiguous or around trials.
+MTM_NWB_KEYS = {"path", "session_id", "time_range", "trials", "event_column", "event_offset"}
+MTM_SIMULATED_KEYS = {"simulated_regions", "session_id"}
+
+
+def mtm_sessions(config: dict, bin_size: float, num_bins: int) -> list:
+    """The binned sessions of an MtM run: NWB files (their units; windows around the rows of
+    their trials table with ``trials = true``) or ``simulated_regions = {...}``."""
+    from ..io.nwb_read import read_nwb_trials, read_nwb_units
+    from ..models.mtm.data import bin_session
+    from ..simulation import simulate_regions
+    from ..training.run_config import check_keys, resolve
+
+    sessions = []
+    for i, entry in enumerate(config["sessions"]):
+        where = f"sessions[{i}]"
+        if "simulated_regions" in entry:
+            check_keys(entry, MTM_SIMULATED_KEYS, where)
+            sorting = simulate_regions(**entry["simulated_regions"])[0]
+            session_id, events, extra = entry.get("session_id") or f"simulated_{i}", None, {}
+        elif "path" in entry:
+            check_keys(entry, MTM_NWB_KEYS, where)
+            path = resolve(config, entry["path"])
+            sorting = read_nwb_units(path)
+            session_id = entry.get("session_id") or path.stem
+            events = read_nwb_trials(path) if entry.get("trials", False) else None
+            extra = {k: entry[k] for k in ("event_column", "event_offset") if k in entry}
+            if "time_range" in entry:
+                extra["time_range"] = tuple(entry["time_range"])
+        else:
+            raise ValueError(f"{where}: give either path = ... (an NWB file) or simulated_regions = {{...}}.")
+        sessions.append(bin_session(sorting, str(session_id), bin_size, num_bins, events=events, **extra))
+    return sessions
 
 
 def add_arguments(parser) -> None:
@@ -38,14 +91,50 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: this process's GPU when there is one)")
 
 
+def run_mtm(args, config: dict) -> None:
+    """Pretrain an MtM model (``family = "mtm"``) on the sessions' spikes."""
+    from ..models.mtm import pretrain_mtm
+    from ..models.registry import save_model
+    from ..training.run_config import resolve
+
+    model_settings = dict(config.get("model", {}))
+    bin_size, num_bins = model_settings.pop("bin_size", 0.02), model_settings.pop("num_bins", 100)
+    checkpoint = config.get("checkpoint", {})
+    model = pretrain_mtm(
+        mtm_sessions(config, bin_size, num_bins),
+        preset=config.get("preset", "cpu"),
+        seed=config.get("seed", 0),
+        checkpoint_dir=resolve(config, checkpoint["dir"]) if "dir" in checkpoint else None,
+        checkpoint_every=checkpoint.get("every"),
+        resume=checkpoint.get("resume", False),
+        progress_bar=progress(),
+        device=args.device,
+        **config.get("training", {}),
+        **model_settings,
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        path = save_model(model, resolve(config, config["output"]))
+        record = model.meta["training"]
+        print(
+            f"MtM pretrained on {len(record['sessions'])} sessions with {record['world_size']} process(es): "
+            f"{record['steps']} steps in {record['train_time_s']:.0f} s, best validation masked NLL "
+            f"{-record['best_val_neg_masked_nll']:.4f}"
+        )
+        print(f"model saved to {path}")
+
+
 def run(args) -> None:
-    import os
 
     from ..models.poyo import pretrain
     from ..models.registry import save_model
     from ..training.run_config import read_config, resolve, session_sources
 
     config = read_config(args.config)
+    family = config.get("family", "poyo")
+    if family == "mtm":
+        return run_mtm(args, config)
+    if family != "poyo":
+        raise ValueError(f"{args.config.name}: family must be 'poyo' or 'mtm', got {family!r}.")
     checkpoint = config.get("checkpoint", {})
     model = pretrain(
         session_sources(config),

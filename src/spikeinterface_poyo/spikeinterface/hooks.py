@@ -3,8 +3,8 @@ SpikeInterface (or any model code) then:
 
 - ``spikeinterface.decode_behavior`` and ``spikeinterface.full.decode_behavior`` become
   :func:`spikeinterface_poyo.decode_behavior` (never replacing a name SpikeInterface defines);
-- ``"poyo_decoding"`` joins SpikeInterface's table of known analyzer extensions, so that
-  ``analyzer.compute("poyo_decoding", ...)`` and ``load_sorting_analyzer`` import the extension
+- ``"poyo_decoding"`` and ``"mtm_rates"`` join SpikeInterface's table of known analyzer
+  extensions, so that ``analyzer.compute("poyo_decoding", ...)`` and ``load_sorting_analyzer`` import the extension
   module on demand.
 
 Each hook runs now if its module is already imported, else right after the module's own code
@@ -17,6 +17,7 @@ import importlib.machinery
 import sys
 
 EXTENSION_MODULE = "spikeinterface_poyo.spikeinterface.extension"
+RATES_EXTENSION_MODULE = "spikeinterface_poyo.spikeinterface.rates_extension"
 
 
 def decode_behavior(*args, **kwargs):
@@ -34,6 +35,7 @@ def _add_decode_behavior(module) -> None:
 
 def _add_extension(module) -> None:
     module._builtin_extensions.setdefault("poyo_decoding", EXTENSION_MODULE)
+    module._builtin_extensions.setdefault("mtm_rates", RATES_EXTENSION_MODULE)
 
 
 HOOKS = {

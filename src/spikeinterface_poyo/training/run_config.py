@@ -39,7 +39,17 @@ from pathlib import Path
 from ..core.sessions import SessionSource
 from ..io.nwb_read import nwb_session
 
-TOP_KEYS = {"output", "preset", "seed", "max_sessions_in_memory", "training", "checkpoint", "sessions", "model"}
+TOP_KEYS = {
+    "output",
+    "family",
+    "preset",
+    "seed",
+    "max_sessions_in_memory",
+    "training",
+    "checkpoint",
+    "sessions",
+    "model",
+}
 CHECKPOINT_KEYS = {"dir", "every", "resume"}
 NWB_KEYS = {"path", "behavior", "session_id", "time_range", "intervals", "epochs"}
 SIMULATED_KEYS = {"simulated", "session_id"}
@@ -61,18 +71,18 @@ def read_config(path: str | Path) -> dict:
         config = json.loads(text)
     else:
         raise ValueError(f"{path.name}: use a .json or .toml configuration file.")
-    _check_keys(config, TOP_KEYS, path.name)
+    check_keys(config, TOP_KEYS, path.name)
     for key in ("output", "sessions"):
         if key not in config:
             raise ValueError(f"{path.name} has no {key!r}; see `spikeinterface-poyo pretrain --help`.")
     if not config["sessions"]:
         raise ValueError(f"{path.name} lists no sessions.")
-    _check_keys(config.get("checkpoint", {}), CHECKPOINT_KEYS, f"{path.name} [checkpoint]")
+    check_keys(config.get("checkpoint", {}), CHECKPOINT_KEYS, f"{path.name} [checkpoint]")
     config["_base"] = path.resolve().parent
     return config
 
 
-def _check_keys(table: dict, allowed: set, where: str) -> None:
+def check_keys(table: dict, allowed: set, where: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
         raise ValueError(f"{where}: unknown keys {unknown}; allowed are {sorted(allowed)}.")
@@ -84,10 +94,10 @@ def session_sources(config: dict) -> list[SessionSource]:
     for i, entry in enumerate(config["sessions"]):
         where = f"sessions[{i}]"
         if "simulated" in entry:
-            _check_keys(entry, SIMULATED_KEYS, where)
+            check_keys(entry, SIMULATED_KEYS, where)
             sources.append(_simulated_source(entry["simulated"], entry.get("session_id") or f"simulated_{i}"))
         elif "path" in entry:
-            _check_keys(entry, NWB_KEYS, where)
+            check_keys(entry, NWB_KEYS, where)
             if "behavior" not in entry:
                 raise ValueError(f"{where}: name the behavioural series to decode with behavior = ...")
             sources.append(
