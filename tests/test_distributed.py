@@ -86,3 +86,32 @@ def test_cli_pretrain_runs_under_torchrun(tmp_path):
     saved = json.loads((tmp_path / "model" / "config.json").read_text())
     assert saved["config"]["session_vocab"] == ["NA", "s1", "s2", "s3"]
     assert saved["meta"]["training"]["world_size"] == 2
+
+
+def test_mtm_pretrains_under_torchrun_with_a_stitcher_per_session(tmp_path):
+    # sessions of different unit counts: each step trains one session's stitchers, so the other
+    # session's take no gradient there, which DistributedDataParallel must accept
+    config = {
+        "family": "mtm",
+        "output": "model",
+        "model": {"dim": 32, "depth": 1, "heads": 2, "num_bins": 50},
+        "training": {"max_epochs": 2, "max_time_s": None, "batch_size": 8, "windows_per_epoch": 64},
+        "sessions": [
+            {"simulated_regions": {"seed": 1, "duration": 60.0, "units_per_region": 5}, "session_id": "a"},
+            {"simulated_regions": {"seed": 2, "duration": 60.0, "units_per_region": 7}, "session_id": "b"},
+        ],
+    }
+    path = tmp_path / "mtm.json"
+    path.write_text(json.dumps(config))
+    result = subprocess.run(
+        [*torchrun(2), "-m", "spikeinterface_poyo", "pretrain", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env=one_thread_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MtM pretrained on 2 sessions with 2 process(es)" in result.stdout
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved["family"] == "mtm" and saved["meta"]["training"]["world_size"] == 2
+    assert [s["session_id"] for s in saved["config"]["sessions"]] == ["a", "b"]
