@@ -29,6 +29,21 @@ def torchrun(nproc: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={free_port()}"]
 
 
+def pretrain_under_torchrun(tmp_path, config: dict):
+    """``spikeinterface-poyo pretrain`` of ``config`` in two gloo processes; asserts it succeeded."""
+    path = tmp_path / "corpus.json"
+    path.write_text(json.dumps(config))
+    result = subprocess.run(
+        [*torchrun(2), "-m", "spikeinterface_poyo", "pretrain", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env=one_thread_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The same pretraining, in one process and in two gloo processes."""
@@ -72,16 +87,7 @@ def test_cli_pretrain_runs_under_torchrun(tmp_path):
             {"simulated": {"seed": s, "duration": 40.0, "num_units": 10}, "session_id": f"s{s}"} for s in (1, 2, 3)
         ],
     }
-    path = tmp_path / "corpus.json"
-    path.write_text(json.dumps(config))
-    result = subprocess.run(
-        [*torchrun(2), "-m", "spikeinterface_poyo", "pretrain", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        env=one_thread_env(),
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = pretrain_under_torchrun(tmp_path, config)
     assert "with 2 process(es)" in result.stdout
     saved = json.loads((tmp_path / "model" / "config.json").read_text())
     assert saved["config"]["session_vocab"] == ["NA", "s1", "s2", "s3"]
@@ -101,16 +107,7 @@ def test_mtm_pretrains_under_torchrun_with_a_stitcher_per_session(tmp_path):
             {"simulated_regions": {"seed": 2, "duration": 60.0, "units_per_region": 7}, "session_id": "b"},
         ],
     }
-    path = tmp_path / "mtm.json"
-    path.write_text(json.dumps(config))
-    result = subprocess.run(
-        [*torchrun(2), "-m", "spikeinterface_poyo", "pretrain", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        env=one_thread_env(),
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = pretrain_under_torchrun(tmp_path, config)
     assert "MtM pretrained on 2 sessions with 2 process(es)" in result.stdout
     saved = json.loads((tmp_path / "model" / "config.json").read_text())
     assert saved["family"] == "mtm" and saved["meta"]["training"]["world_size"] == 2

@@ -47,6 +47,8 @@ def run(args) -> None:
     from ..models.decoding import decode_behavior
     from ..models.registry import load_model
 
+    if not args.session.is_file():
+        raise FileNotFoundError(f"No NWB file at {args.session}.")
     model = load_model(args.model, device=args.device)
     if model.family == "mtm":
         return run_mtm(args, model)

@@ -91,18 +91,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: this process's GPU when there is one)")
 
 
-def run_mtm(args, config: dict) -> None:
-    """Pretrain an MtM model (``family = "mtm"``) on the sessions' spikes."""
-    from ..models.mtm import pretrain_mtm
-    from ..models.registry import save_model
+def loop_settings(args, config: dict) -> dict:
+    """The training-loop keywords a run configuration gives (seed, checkpoints, [training])."""
     from ..training.run_config import resolve
 
-    model_settings = dict(config.get("model", {}))
-    bin_size, num_bins = model_settings.pop("bin_size", 0.02), model_settings.pop("num_bins", 100)
     checkpoint = config.get("checkpoint", {})
-    model = pretrain_mtm(
-        mtm_sessions(config, bin_size, num_bins),
-        preset=config.get("preset", "cpu"),
+    return dict(
         seed=config.get("seed", 0),
         checkpoint_dir=resolve(config, checkpoint["dir"]) if "dir" in checkpoint else None,
         checkpoint_every=checkpoint.get("every"),
@@ -110,24 +104,39 @@ def run_mtm(args, config: dict) -> None:
         progress_bar=progress(),
         device=args.device,
         **config.get("training", {}),
-        **model_settings,
     )
+
+
+def save_on_main(model, config: dict, what: str, score: str) -> None:
+    """Rank 0 saves the model and says how it was trained."""
+    from ..models.registry import save_model
+    from ..training.run_config import resolve
+
     if int(os.environ.get("RANK", "0")) == 0:
         path = save_model(model, resolve(config, config["output"]))
         record = model.meta["training"]
         print(
-            f"MtM pretrained on {len(record['sessions'])} sessions with {record['world_size']} process(es): "
-            f"{record['steps']} steps in {record['train_time_s']:.0f} s, best validation masked NLL "
-            f"{-record['best_val_neg_masked_nll']:.4f}"
+            f"{what} on {len(record['sessions'])} sessions with {record['world_size']} process(es): "
+            f"{record['steps']} steps in {record['train_time_s']:.0f} s, {score}"
         )
         print(f"model saved to {path}")
 
 
-def run(args) -> None:
+def run_mtm(args, config: dict) -> None:
+    """Pretrain an MtM model (``family = "mtm"``) on the sessions' spikes."""
+    from ..models.mtm import pretrain_mtm
 
+    model_settings = dict(config.get("model", {}))
+    bin_size, num_bins = model_settings.pop("bin_size", 0.02), model_settings.pop("num_bins", 100)
+    sessions = mtm_sessions(config, bin_size, num_bins)
+    model = pretrain_mtm(sessions, preset=config.get("preset", "cpu"), **loop_settings(args, config), **model_settings)
+    nll = -model.meta["training"]["best_val_neg_masked_nll"]
+    save_on_main(model, config, "MtM pretrained", f"best validation masked NLL {nll:.4f}")
+
+
+def run(args) -> None:
     from ..models.poyo import pretrain
-    from ..models.registry import save_model
-    from ..training.run_config import read_config, resolve, session_sources
+    from ..training.run_config import read_config, session_sources
 
     config = read_config(args.config)
     family = config.get("family", "poyo")
@@ -135,25 +144,11 @@ def run(args) -> None:
         return run_mtm(args, config)
     if family != "poyo":
         raise ValueError(f"{args.config.name}: family must be 'poyo' or 'mtm', got {family!r}.")
-    checkpoint = config.get("checkpoint", {})
     model = pretrain(
         session_sources(config),
         config.get("preset", "small"),
-        seed=config.get("seed", 0),
         max_sessions_in_memory=config.get("max_sessions_in_memory"),
-        checkpoint_dir=resolve(config, checkpoint["dir"]) if "dir" in checkpoint else None,
-        checkpoint_every=checkpoint.get("every"),
-        resume=checkpoint.get("resume", False),
-        progress_bar=progress(),
-        device=args.device,
-        **config.get("training", {}),
+        **loop_settings(args, config),
         **config.get("model", {}),
     )
-    if int(os.environ.get("RANK", "0")) == 0:
-        path = save_model(model, resolve(config, config["output"]))
-        record = model.meta["training"]
-        print(
-            f"pretrained on {len(record['sessions'])} sessions with {record['world_size']} process(es): "
-            f"{record['steps']} steps in {record['train_time_s']:.0f} s, best validation R² {record['best_val_r2']:.3f}"
-        )
-        print(f"model saved to {path}")
+    save_on_main(model, config, "pretrained", f"best validation R² {model.meta['training']['best_val_r2']:.3f}")
