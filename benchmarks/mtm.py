@@ -167,27 +167,36 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save(results: dict) -> None:
+def save(results: dict, name: str = "mtm") -> None:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "mtm.json").write_text(json.dumps(results, indent=1, default=float))
-    (RESULTS / "mtm.md").write_text(markdown(results))
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1, default=float))
+    (RESULTS / f"{name}.md").write_text(markdown(results))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--parts", nargs="+", default=["sim", "human", "m1", "multi"])
+    parser.add_argument("--parts", nargs="*", default=["sim", "human", "m1", "multi"])
+    parser.add_argument("--real-models", nargs="+", choices=list(MODELS), help="models of the human and m1 parts")
+    parser.add_argument("--output", default="mtm", help="results file name (benchmarks/results/NAME.json)")
+    parser.add_argument("--merge", nargs="*", default=[], help="results files whose parts are copied into this one")
     args = parser.parse_args()
-    path = RESULTS / "mtm.json"
+    path = RESULTS / f"{args.output}.json"
     results = json.loads(path.read_text()) if path.exists() else {"parts": {}}
     options = " ".join(f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items())
     split = "first 70 % train (last 10 % of it validation), last 30 % test"
     settings = {"architecture": ARCHITECTURE, "training": training(args.steps, 0), "bin_size": 0.02, "num_bins": 100,
                 "mask_ratio": 0.3, "split": split}  # fmt: skip
-    results.update(commit=git_commit(), date=datetime.date.today().isoformat(), machine=machine(),
-                   command=f"benchmarks/mtm.py {options}", settings=settings)  # fmt: skip
+    if args.parts:  # a merge-only call keeps the provenance of the run it merges into
+        results.update(commit=git_commit(), date=datetime.date.today().isoformat(), machine=machine(),
+                       command=f"benchmarks/mtm.py {options}", settings=settings)  # fmt: skip
     seeds = args.seeds
+    for other in args.merge:  # parts run separately (for example in parallel), with their own provenance
+        merged = json.loads((RESULTS / f"{other}.json").read_text())
+        for name, part in merged["parts"].items():
+            results["parts"][name] = part | {"run": {k: merged[k] for k in ("commit", "date", "command")}}
+    save_as = args.output
 
     if "sim" in args.parts:
         sorting, truth = sip.simulate_regions(duration=600, units_per_region=20, seed=100)
@@ -199,16 +208,16 @@ def main() -> None:
         models = [*MODELS, "MtM (learned positions)"]
         part["rows"] = table_part("sim", session, seeds, args.steps, models)
         results["parts"]["sim"] = part
-        save(results)
+        save(results, save_as)
 
     if "human" in args.parts:
         session = bin_session(read("human_mtl_two_regions.nwb"), "human_mtl")
         part = {"description": "human_mtl_two_regions.nwb: right hippocampus (25 units) and right amygdala (10)"}
         part["smoothing"] = smoothing_cosmoothing(session)
         part["smoothing"].pop("per_neuron")
-        part["rows"] = table_part("human", session, seeds, args.steps, MODELS)
+        part["rows"] = table_part("human", session, seeds, args.steps, args.real_models or list(MODELS))
         results["parts"]["human"] = part
-        save(results)
+        save(results, save_as)
 
     if "m1" in args.parts:
         sorting = read("m1_center_out.nwb")
@@ -238,11 +247,11 @@ def main() -> None:
                 behavior_rows["ridge on MtM rates (centred 2 s windows)"].append(decode_from_rates(rates, behavior))
 
         part["rows"] = table_part(
-            "m1", session, seeds, args.steps, ["temporal (NDT1)", "neuron", "causal", "MtM"], decode
+            "m1", session, seeds, args.steps, args.real_models or ["temporal (NDT1)", "neuron", "causal", "MtM"], decode
         )
         part["behavior"] = behavior_rows
         results["parts"]["m1"] = part
-        save(results)
+        save(results, save_as)
 
     if "multi" in args.parts:
         multi = {}
@@ -271,7 +280,8 @@ def main() -> None:
                 print(f"multi {held} seed {seed}: {scores}", flush=True)
             multi[held] = entry
             results["parts"]["multi"] = multi
-            save(results)
+            save(results, save_as)
+    save(results, save_as)
     print(markdown(results))
 
 
