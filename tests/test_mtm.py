@@ -221,7 +221,7 @@ def test_region_rules_and_fallbacks(caplog):
 def test_sessions_with_as_many_units_get_their_own_stitchers(tmp_path):
     a, _ = sip.simulate_regions(duration=60, units_per_region=6, seed=1)
     b, _ = sip.simulate_regions(duration=60, units_per_region=6, seed=2)
-    model = pretrain_mtm({"a": a, "b": b}, num_bins=50, **TINY, **QUICK)
+    model = pretrain_mtm({"a": a, "b": b}, num_bins=50, **dict(TINY, depth=2), **QUICK)  # rotary, two blocks
     assert [s["session_id"] for s in model.sessions] == ["a", "b"] and len(model.stitch_in) == 2
     assert not torch.equal(model.stitch_in[0].weight, model.stitch_in[1].weight)
     assert model.resolve_session(b) == "b" and model.resolve_session(a) == "a"

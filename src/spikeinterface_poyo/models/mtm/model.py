@@ -38,17 +38,17 @@ PREFIX = 2  # session and prompt tokens in front of the bins
 class Attention(nn.Module):
     """Multi-head self-attention, bidirectional or causal, with optional rotary positions."""
 
-    def __init__(self, dim: int, heads: int, dropout: float, rotary: RotaryTimeEmbedding | None):
+    def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
-        self.heads, self.dropout, self.rotary = heads, dropout, rotary
+        self.heads, self.dropout = heads, dropout
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, causal: bool) -> Tensor:
-        """(B, L, D) -> (B, L, D); token i attends to tokens j <= i when ``causal``."""
+    def forward(self, x: Tensor, causal: bool, phasors: Tensor | None = None) -> Tensor:
+        """(B, L, D) -> (B, L, D); token i attends to tokens j <= i when ``causal``; (B, L, Dh / 2)
+        ``phasors`` rotate queries and keys by their positions (RoPE)."""
         q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)  # 3 x (B, H, L, Dh)
-        if self.rotary is not None:
-            phasors = self.rotary(torch.arange(x.shape[1], device=x.device)).expand(x.shape[0], -1, -1)
+        if phasors is not None:
             q, k = apply_rotary(q, phasors), apply_rotary(k, phasors)
         p = self.dropout if self.training else 0.0
         y = nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=causal)
@@ -58,17 +58,17 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm transformer block: x + attn(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: int, dropout: float, rotary):
+    def __init__(self, dim: int, heads: int, mlp_ratio: int, dropout: float):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads, dropout, rotary)
+        self.attn = Attention(dim, heads, dropout)
         self.mlp = nn.Sequential(
             nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim), nn.Dropout(dropout)
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, causal: bool) -> Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), causal))
+    def forward(self, x: Tensor, causal: bool, phasors: Tensor | None = None) -> Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), causal, phasors))
         return x + self.mlp(self.norm2(x))
 
 
@@ -127,11 +127,14 @@ class MtM(ModelFamily, nn.Module):
         self.session_tokens = nn.ParameterList()
         self.embed = nn.Linear(dim, dim)
         self.prompt = nn.Embedding(len(SCHEMES), dim)
-        rotary = RotaryTimeEmbedding(dim // heads, dim // heads, 2.0, 4.0 * (num_bins + PREFIX))
         self.position = nn.Embedding(num_bins + PREFIX, dim) if position == "learned" else None
-        self.blocks = nn.ModuleList(
-            Block(dim, heads, mlp_ratio, dropout, rotary if position == "rope" else None) for _ in range(depth)
+        # one rotary embedding for every block: positions in bins, periods from 2 bins to 4 windows
+        self.rotary = (
+            RotaryTimeEmbedding(dim // heads, dim // heads, 2.0, 4.0 * (num_bins + PREFIX))
+            if position == "rope"
+            else None
         )
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
         self.meta = {"fingerprints": {}, "training": {}}
@@ -189,8 +192,11 @@ class MtM(ModelFamily, nn.Module):
             x = x + self.position.weight[: num_bins + PREFIX]
         x = self.drop(x)
         causal = scheme == "causal"  # the prefix comes first, so under a causal mask it sees no bin
+        phasors = None
+        if self.rotary is not None:
+            phasors = self.rotary(torch.arange(x.shape[1], device=x.device)).expand(batch, -1, -1)
         for block in self.blocks:
-            x = block(x, causal)
+            x = block(x, causal, phasors)
         return self.stitch_out[session](self.norm(x[:, PREFIX:]))
 
     def prompt_for(self, scheme: str) -> str:
