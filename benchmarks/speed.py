@@ -1,6 +1,6 @@
 """Speed and memory benchmark: tokenisation, training steps, inference, and torch_brain.
 
-    .venv/bin/python benchmarks/speed.py [--repeats 10] [--torch-brain-python /tmp/tbvenv/bin/python]
+    .venv/bin/python benchmarks/speed.py [--repeats 10] [--torch-brain-python .tbvenv/bin/python]
 
 Measures, on the CPU (and on CUDA too when it is there):
 
@@ -48,7 +48,8 @@ from spikeinterface_poyo.models.poyo.tokenizer import collate_spike_windows
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 WORKER = HERE / "_speed_worker.py"
-TORCH_BRAIN_PYTHON = os.environ.get("TORCH_BRAIN_PYTHON", "/tmp/tbvenv/bin/python")
+# torch_brain lives in its own environment beside the repository's (benchmarks/README.md sets it up)
+TORCH_BRAIN_PYTHON = os.environ.get("TORCH_BRAIN_PYTHON", str(HERE.parent / ".tbvenv" / "bin" / "python"))
 PRESETS = ["small", "poyo_1.3M"]
 WINDOW = 1.0
 QUERIES_PER_WINDOW = 100  # behaviour at 100 Hz
@@ -163,7 +164,15 @@ def torch_brain_status(python: str) -> dict:
     if proc.returncode != 0:
         return {"available": False, "reason": proc.stderr.strip().splitlines()[-1]}
     version, torch_version = proc.stdout.split()
-    return {"available": True, "python": python, "version": version, "torch": torch_version}
+    return {"available": True, "python": _shown(python), "version": version, "torch": torch_version}
+
+
+def _shown(python: str) -> str:
+    """The interpreter's path relative to the repository when inside it (results carry no machine paths)."""
+    try:
+        return str(Path(python).resolve().relative_to(HERE.parent.resolve()))
+    except ValueError:
+        return Path(python).name
 
 
 def max_output_difference(work: Path) -> float | None:
