@@ -12,6 +12,7 @@ and the sha256 of its weights.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 from spikeinterface.core.sortinganalyzer import AnalyzerExtension
@@ -84,8 +85,6 @@ class ComputeMtmRates(AnalyzerExtension):
 
     def _get_model(self, path=None, sha=None):
         if self._model is None:
-            from pathlib import Path
-
             path = Path(path or self.params["model_path"])
             _check_model_folder(path)
             _checked_sha256(path, sha or self.params["model_sha256"])

@@ -15,28 +15,16 @@ baseline of co-smoothing, and behaviour decoding from inferred rates.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy.ndimage import gaussian_filter1d
 
 from ...core.metrics import bits_per_spike, r2_per_dimension
 from ...core.readout import choose_alpha, choose_logistic_alpha, logistic_fit, ridge_solve, with_intercept
-from .data import BinnedSession
+from .data import BinnedSession, bin_session
 from .masking import session_regions
-from .task import masked_input
+from .rates import expected_counts
 
 TASKS = ("co_smoothing", "forward_prediction", "inter_region", "intra_region")
 FORWARD_FRACTION = 0.1
-
-
-@torch.no_grad()
-def _rates(model, counts: np.ndarray, hidden: np.ndarray, session: int, scheme: str, batch: int = 64) -> np.ndarray:
-    """(W, T, N) expected counts for ``counts`` with ``hidden`` ((T, N) or (W, T, N)) zeroed."""
-    hidden = np.broadcast_to(hidden, counts.shape)
-    out = []
-    for lo in range(0, len(counts), batch):
-        x = masked_input(counts[lo : lo + batch], hidden[lo : lo + batch], model.device)
-        out.append(model(x, session, scheme).exp().cpu().numpy())
-    return np.concatenate(out)
 
 
 def _summary(result: dict) -> dict:
@@ -51,7 +39,7 @@ def _one_at_a_time(model, counts, session, scheme, units, outside=None) -> np.nd
         hidden[:, u] = True
         if outside is not None:
             hidden[:, outside] = True
-        predicted[:, :, j] = _rates(model, counts, hidden, session, scheme)[:, :, u]
+        predicted[:, :, j] = expected_counts(model, counts, hidden, session, scheme)[:, :, u]
     return predicted
 
 
@@ -79,8 +67,6 @@ def evaluate_mtm(model, session, session_id: str | None = None, split: str = "te
         ``per_neuron``; region tasks per region, and over all regions' neurons under ``"all"``;
         ``prompts`` says which prompt each task was run with.
     """
-    from .data import bin_session
-
     if not isinstance(session, BinnedSession):
         session_id = model.resolve_session(session, session_id)
         session = bin_session(session, session_id, model.bin_size, model.num_bins, **binning)
@@ -102,7 +88,7 @@ def evaluate_mtm(model, session, session_id: str | None = None, split: str = "te
         cut = counts.shape[1] - max(1, int(round(FORWARD_FRACTION * counts.shape[1])))
         hidden = np.zeros(counts.shape[1:], dtype=bool)
         hidden[cut:] = True
-        predicted = _rates(model, counts, hidden, k, scheme)
+        predicted = expected_counts(model, counts, hidden, k, scheme)
         results["forward_prediction"] = _summary(bits_per_spike(counts[:, cut:], predicted[:, cut:]))
     if len(regions) >= 2:
         for task, base in (("inter_region", "inter_region"), ("intra_region", "intra_region")):
@@ -114,7 +100,7 @@ def evaluate_mtm(model, session, session_id: str | None = None, split: str = "te
                 if task == "inter_region":
                     hidden = np.zeros(counts.shape[1:], dtype=bool)
                     hidden[:, units] = True
-                    predicted = _rates(model, counts, hidden, k, scheme)[:, :, units]
+                    predicted = expected_counts(model, counts, hidden, k, scheme)[:, :, units]
                 else:
                     outside = np.setdiff1d(np.arange(num_units), units)
                     predicted = _one_at_a_time(model, counts, k, scheme, units, outside)

@@ -25,6 +25,16 @@ def _groups(size: int, ratio: float, rng) -> list[np.ndarray]:
 
 
 @torch.no_grad()
+def expected_counts(model, counts: np.ndarray, hidden: np.ndarray, session: int, scheme: str, batch_size: int = 64):
+    """(W, T, N) expected counts for (W, T, N) ``counts`` with ``hidden`` ((T, N) or (W, T, N)) zeroed."""
+    hidden = np.broadcast_to(hidden, counts.shape)
+    out = []
+    for lo in range(0, len(counts), batch_size):
+        x = masked_input(counts[lo : lo + batch_size], hidden[lo : lo + batch_size], model.device)
+        out.append(model(x, session, scheme).exp().cpu().numpy())
+    return np.concatenate(out)
+
+
 def predict_held_out(model, counts: np.ndarray, session: int, scheme: str, batch_size: int = 32, seed: int = 0):
     """(W, T, N) expected counts, each entry predicted while hidden, for (W, T, N) ``counts``.
 
@@ -39,11 +49,7 @@ def predict_held_out(model, counts: np.ndarray, session: int, scheme: str, batch
             hidden[:, group] = True
         else:
             hidden[group, :] = True
-        for lo in range(0, len(counts), batch_size):
-            c = counts[lo : lo + batch_size]
-            log_rates = model(masked_input(c, np.broadcast_to(hidden, c.shape), model.device), session, scheme)
-            rates = log_rates.exp().cpu().numpy()
-            out[lo : lo + batch_size][:, hidden] = rates[:, hidden]
+        out[:, hidden] = expected_counts(model, counts, hidden, session, scheme, batch_size)[:, hidden]
     return out
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import logging
 
+import torch
+
 from ..._version import __version__
 from ...training.config import TrainingConfig
 from ...training.distributed import init_distributed
@@ -139,8 +141,6 @@ def pretrain_mtm(
         schemes=schemes, mask_ratio=mask_ratio, preset=preset,
     )  # fmt: skip
     _check_binning(model, sessions)
-    import torch
-
     torch.manual_seed(config.seed)
     for s in sessions:
         model.add_session(s.session_id, s.unit_ids, s.brain_area, s.fingerprint)
@@ -170,8 +170,6 @@ def finetune_mtm(
     _check_binning(model, sessions)
     tuned = copy.deepcopy(model).cpu()
     tuned.meta = copy.deepcopy(model.meta)
-    import torch
-
     torch.manual_seed(config.seed)
     # the old sessions' stitchers stay as they are; the backbone too when frozen
     fixed = {id(p) for m in (tuned.stitch_in, tuned.stitch_out, tuned.session_tokens) for p in m.parameters()}
