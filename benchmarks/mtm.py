@@ -48,7 +48,9 @@ MODELS = {
     "inter_region": "inter_region",
     "MtM": "mtm",
 }
-ARCHITECTURE = {"dim": 64, "depth": 2, "heads": 4, "dropout": 0.1, "position": "rope"}
+# dropout 0.4 (the paper's): on M1's validation windows it gave 0.039 co-smoothing bits per spike against
+# 0.026 at 0.1 (800 steps each)
+ARCHITECTURE = {"dim": 64, "depth": 2, "heads": 4, "dropout": 0.4, "position": "rope"}
 
 
 def training(steps: int, seed: int) -> dict:

@@ -16,6 +16,7 @@ from conftest import shared_file
 
 import spikeinterface_poyo as sip
 from spikeinterface_poyo.io.nwb_write import write_session_nwb
+from spikeinterface_poyo.models.masking import SCHEMES, session_schemes
 from spikeinterface_poyo.models.mtm import (
     MtM,
     bin_session,
@@ -29,7 +30,6 @@ from spikeinterface_poyo.models.mtm import (
     session_regions,
     smoothing_cosmoothing,
 )
-from spikeinterface_poyo.models.mtm.masking import SCHEMES, session_schemes
 from spikeinterface_poyo.models.mtm.task import masked_input, masked_poisson_nll
 
 TINY = dict(dim=32, depth=1, heads=2, dropout=0.0)
@@ -238,6 +238,21 @@ def test_sessions_with_as_many_units_get_their_own_stitchers(tmp_path):
         loaded.session_index("c")
     with pytest.raises(TypeError, match="predicts activity, not behaviour"):
         sip.decode_behavior(a, loaded)
+
+
+def test_output_stitchers_start_at_each_units_mean_rate(regions_session):
+    """A rarely firing unit must not start near one spike per bin: its bits per spike would pay
+    for the whole of a short training run."""
+    session = bin_session(regions_session[0], "sim")
+    mean = session.mean_counts("train")
+    model = MtM(**TINY, num_bins=100)
+    model.add_session("sim", session.unit_ids, mean_counts=mean)
+    floor = 1.0 / (10 * model.num_bins)
+    torch.testing.assert_close(model.stitch_out[0].bias, torch.log(torch.as_tensor(mean, dtype=torch.float32) + floor))
+    trained_from_sorting = pretrain_mtm(session, **TINY, max_epochs=1, windows_per_epoch=16, max_time_s=None,
+                                        progress_bar=False)  # fmt: skip
+    start = torch.log(torch.as_tensor(mean, dtype=torch.float32) + floor)
+    assert torch.allclose(trained_from_sorting.stitch_out[0].bias, start, atol=0.1)  # one short epoch moves it little
 
 
 def test_finetuning_adds_a_session_and_leaves_the_pretrained_model_alone(trained):

@@ -58,3 +58,11 @@ def binned_history(sorting, timestamps, bin_size: float = 0.05, lags: int = 5) -
     ``k * U + u`` being unit ``u`` in the bin ``(t - (k + 1) * bin_size, t - k * bin_size]``."""
     counts = binned_counts(sorting, timestamps, bin_size, lags)
     return np.ascontiguousarray(counts[:, ::-1]).reshape(len(counts), -1)
+
+
+def count_matrix(times: np.ndarray, units: np.ndarray, num_units: int, start: float, bin_size: float, num_bins: int):
+    """(num_bins, num_units) float32 counts in bins ``[start + k bin_size, start + (k + 1) bin_size)``."""
+    k = np.floor((times - start) / bin_size + 1e-9).astype(np.int64)  # a spike on an edge opens the next bin
+    keep = (k >= 0) & (k < num_bins)
+    flat = np.bincount(k[keep] * num_units + units[keep], minlength=num_bins * num_units)
+    return flat.reshape(num_bins, num_units).astype(np.float32)

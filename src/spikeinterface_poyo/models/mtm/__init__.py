@@ -10,9 +10,9 @@ sessions, neurons, brain regions and time, with the NDT1-stitcher backbone and p
   behaviour decoding from inferred rates.
 """
 
+from ..masking import MTM_SCHEMES, SCHEMES, draw_mask, session_regions
 from .data import BinnedSession, bin_session
 from .evaluate import decode_from_rates, decode_labels_from_rates, evaluate_mtm, smoothing_cosmoothing
-from .masking import MTM_SCHEMES, SCHEMES, draw_mask, session_regions
 from .model import PRESETS, MtM
 from .rates import infer_rates
 from .training import finetune_mtm, pretrain_mtm

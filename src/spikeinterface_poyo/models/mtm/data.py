@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...core.binning import count_matrix
 from ...core.spikes import as_sorting, single_segment_tokens, sorting_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,13 @@ class BinnedSession:
     def num_units(self) -> int:
         return len(self.unit_ids)
 
+    def mean_counts(self, split: str = "train") -> np.ndarray:
+        """(N,) each unit's mean count per bin over the split's bins."""
+        segments = self.segments[split]
+        if not segments:
+            return np.zeros(self.num_units, np.float64)
+        return np.concatenate(segments).mean(axis=0, dtype=np.float64)
+
     def num_windows(self, split: str) -> int:
         """Non-overlapping windows that tile the split."""
         return sum(len(s) // self.num_bins for s in self.segments[split])
@@ -85,14 +93,6 @@ class BinnedSession:
         which = np.searchsorted(np.cumsum(lengths), starts, side="right")
         offsets = starts - np.concatenate([[0], np.cumsum(lengths)])[which]
         return np.stack([self.segments[split][w][o : o + self.num_bins] for w, o in zip(which, offsets)])
-
-
-def count_matrix(times: np.ndarray, units: np.ndarray, num_units: int, start: float, bin_size: float, num_bins: int):
-    """(num_bins, num_units) float32 counts in bins ``[start + k bin_size, start + (k + 1) bin_size)``."""
-    k = np.floor((times - start) / bin_size + 1e-9).astype(np.int64)  # a spike on an edge opens the next bin
-    keep = (k >= 0) & (k < num_bins)
-    flat = np.bincount(k[keep] * num_units + units[keep], minlength=num_bins * num_units)
-    return flat.reshape(num_bins, num_units).astype(np.float32)
 
 
 def _event_times(events, event_column: str) -> np.ndarray:

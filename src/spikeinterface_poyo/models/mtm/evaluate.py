@@ -19,8 +19,8 @@ from scipy.ndimage import gaussian_filter1d
 
 from ...core.metrics import bits_per_spike, r2_per_dimension
 from ...core.readout import choose_alpha, choose_logistic_alpha, logistic_fit, ridge_solve, with_intercept
+from ..masking import session_regions
 from .data import BinnedSession, bin_session
-from .masking import session_regions
 from .rates import expected_counts
 
 TASKS = ("co_smoothing", "forward_prediction", "inter_region", "intra_region")

@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from ...core.device import resolve_device
 from ..base import ModelFamily, load_state_checked
+from ..masking import MTM_SCHEMES, SCHEMES, resolve_schemes, session_regions
 from ..poyo.rotary import RotaryTimeEmbedding, apply_rotary
-from .masking import MTM_SCHEMES, SCHEMES, resolve_schemes, session_regions
 
 #: Architecture presets: a CPU default for sessions of 10-30 minutes, and the paper's (NDT1 with
 #: learned positions). The CPU preset uses rotary positions, which the paper's appendix found
@@ -151,14 +151,24 @@ class MtM(ModelFamily, nn.Module):
             "Adapt it to the new session with sip.finetune_mtm(model, sorting, session_id=...)."
         )
 
-    def add_session(self, session_id: str, unit_ids, brain_area=None, fingerprint: str | None = None) -> int:
-        """Add stitchers and a session token for a new session; returns its index."""
+    def add_session(
+        self, session_id: str, unit_ids, brain_area=None, fingerprint: str | None = None, mean_counts=None
+    ) -> int:
+        """Add stitchers and a session token for a new session; returns its index.
+
+        ``mean_counts`` ((N,) mean count per bin of each unit) starts the output stitcher at each
+        unit's mean rate: without it a rarely firing unit starts near one spike per bin and takes
+        most of a short training run to come down, which costs it its bits per spike."""
         if any(s["session_id"] == session_id for s in self.sessions):
             raise ValueError(f"The model has a session {session_id!r} already; give the new one another session_id.")
         dim, n = self.config["dim"], len(unit_ids)
         device = self.embed.weight.device
         self.stitch_in.append(nn.Linear(n, dim).to(device))
         self.stitch_out.append(nn.Linear(dim, n).to(device))
+        if mean_counts is not None:
+            with torch.no_grad():
+                floor = 1.0 / (10.0 * self.num_bins)  # a unit silent in training: a tenth of a spike per window
+                self.stitch_out[-1].bias.copy_(torch.log(torch.as_tensor(mean_counts, dtype=torch.float32) + floor))
         self.session_tokens.append(nn.Parameter(torch.randn(dim, device=device) * 0.02))
         area = None if brain_area is None else [str(a) for a in brain_area]
         self.sessions.append(
@@ -169,7 +179,7 @@ class MtM(ModelFamily, nn.Module):
         return len(self.sessions) - 1
 
     def regions(self, session_id: str, min_units: int | None = None) -> dict[str, np.ndarray]:
-        """The session's regions (:func:`~spikeinterface_poyo.models.mtm.masking.session_regions`)."""
+        """The session's regions (:func:`~spikeinterface_poyo.models.masking.session_regions`)."""
         area = self.sessions[self.session_index(session_id)]["brain_area"]
         return session_regions(area) if min_units is None else session_regions(area, min_units)
 

@@ -14,8 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ...core.behavior import Behavior
+from ...core.binning import count_matrix
 from ...core.spikes import as_sorting, single_segment_tokens
-from .data import count_matrix
 from .task import masked_input
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from ...training.config import TrainingConfig
+from ..masking import draw_mask, session_regions, session_schemes
 from .data import BinnedSession
-from .masking import draw_mask, session_regions, session_schemes
 
 VALIDATION_SEED = 12345  # the validation masks are the same every epoch
 
@@ -31,7 +31,7 @@ class MaskedModellingTask:
     """Training windows drawn across sessions, one session and one scheme per batch.
 
     Sessions are drawn in proportion to their training time, and a scheme uniformly among
-    those the session supports (:func:`~spikeinterface_poyo.models.mtm.masking.session_schemes`).
+    those the session supports (:func:`~spikeinterface_poyo.models.masking.session_schemes`).
 
     Parameters
     ----------

@@ -143,7 +143,7 @@ def pretrain_mtm(
     _check_binning(model, sessions)
     torch.manual_seed(config.seed)
     for s in sessions:
-        model.add_session(s.session_id, s.unit_ids, s.brain_area, s.fingerprint)
+        model.add_session(s.session_id, s.unit_ids, s.brain_area, s.fingerprint, s.mean_counts())
     return _train(model, sessions, config, device, "pretrain" if len(sessions) > 1 else "train")
 
 
@@ -174,7 +174,7 @@ def finetune_mtm(
     # the old sessions' stitchers stay as they are; the backbone too when frozen
     fixed = {id(p) for m in (tuned.stitch_in, tuned.stitch_out, tuned.session_tokens) for p in m.parameters()}
     for s in sessions:
-        tuned.add_session(s.session_id, s.unit_ids, s.brain_area, s.fingerprint)
+        tuned.add_session(s.session_id, s.unit_ids, s.brain_area, s.fingerprint, s.mean_counts())
     if freeze_backbone:
         fixed |= {id(p) for p in tuned.backbone_parameters()}
     for p in tuned.parameters():

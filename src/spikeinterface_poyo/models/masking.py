@@ -1,13 +1,15 @@
-"""The masking schemes of MtM and its NDT1 baseline: which entries of a window of counts are
+"""The masking schemes of MtM and its NDT1 baseline, shared by the families that learn by
+masking (MtM on binned counts, POYO on spike tokens): which (bin, unit) entries of a window are
 hidden from the model and which are scored.
 
-Masked entries are zeroed in the input (MtM's configuration: every selected entry zeroed) and
-the Poisson loss is taken on the scored entries only.
+MtM zeroes the hidden counts (every selected entry zeroed, the paper's configuration); POYO
+drops the hidden spike tokens. The Poisson loss is taken on the scored entries only.
 
 - ``temporal`` (NDT1): a fraction of the bins, every unit; bidirectional attention.
 - ``neuron``: a fraction of the units, in every bin.
 - ``causal``: a fraction of the bins, with causal attention, so each bin is predicted from the
-  past only.
+  past only. A model without causal attention (POYO's encoder sees the whole window) draws it
+  with ``future=True``: the last bins of the window, from a random cut on, hidden and scored.
 - ``intra_region``: everything outside one region hidden, and a fraction of that region's units;
   those are scored (predicting a neuron from its own region).
 - ``inter_region``: one whole region hidden and scored (predicting a region from the others).
@@ -123,6 +125,7 @@ def draw_mask(
     rng: np.random.Generator,
     ratio: float = 0.3,
     region: str | None = None,
+    future: bool = False,
 ) -> Mask:
     """Draw a mask of ``scheme`` for a (B, T, N) batch.
 
@@ -140,9 +143,17 @@ def draw_mask(
         Fraction of bins (temporal, causal) or units (neuron, intra_region) masked; at least one.
     region : str or None
         The region of a region scheme; one at random per window by default.
+    future : bool, default: False
+        ``causal`` as a contiguous future: each window's last bins, between one and twice
+        ``ratio`` of them (``ratio`` on average), hidden and scored.
     """
     batch, num_bins, num_units = shape
     hidden = np.zeros(shape, dtype=bool)
+    if scheme == "causal" and future:
+        longest = max(1, min(num_bins - 1, int(round(2 * ratio * num_bins))))
+        cut = num_bins - rng.integers(1, longest + 1, batch)
+        hidden[:] = (np.arange(num_bins)[None, :] >= cut[:, None])[:, :, None]
+        return Mask(scheme, hidden, hidden.copy())
     if scheme in ("temporal", "causal"):
         bins = _choose(rng, batch, num_bins, max(1, int(round(ratio * num_bins))))
         hidden[:] = bins[:, :, None]
