@@ -11,6 +11,12 @@ allow shipping weights trained on it, and it is the held-out test of benchmarks/
     .venv/bin/python scripts/train_pretrained_model.py [--num-sessions 12] [--max-time-s 1300]
     .venv/bin/python scripts/train_pretrained_model.py --num-sessions 2 --max-time-s 30 --output /tmp/smoke
 
+The self-supervised model (issue 15) adds the masked objective (``--objective both``) and the
+unlabelled MIT-licensed IBL Neuropixels recording (``--unlabelled``), whose spikes serve the
+masked objective only:
+
+    .venv/bin/python scripts/train_pretrained_model.py --name poyo_small_ssl --objective both --unlabelled
+
 Every session decodes a 2-D behaviour (velocity or position), each standardised on its own.
 """
 
@@ -40,7 +46,25 @@ from _provenance import git_commit  # noqa: E402  (shared with the benchmarks)
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: (session id, file, behaviour series) of the real sessions; position during running only
 HIPPOCAMPUS = [("linear_track", "linear_track.nwb", "position"), ("w_maze", "w_maze.nwb", "position")]
+#: (session id, file) of real recordings without behaviour that may ship (masked objective only)
+UNLABELLED = [("ibl_neuropixels", "ibl_neuropixels_120s.nwb")]
 RECIPE_FILE = "recipe.json"
+
+
+def unlabelled_sessions(data_dir: Path) -> tuple[list[tuple], list[dict]]:
+    """(sorting, None, session id) of the unlabelled recordings, and a description of each."""
+    import spikeinterface.extractors as se
+
+    sessions, described = [], []
+    for session_id, file in UNLABELLED:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sorting = se.read_nwb_sorting(str(data_dir / file))
+        sessions.append((sorting, None, session_id))
+        units = int(sorting.get_num_units())
+        described.append({"session_id": session_id, "file": file, "behaviour": None, "num_units": units,
+                          "licence": "MIT (int-brain-lab/ibllib)"})  # fmt: skip
+    return sessions, described
 
 
 def hippocampus_sessions(data_dir: Path) -> tuple[list[tuple], list[dict]]:
@@ -98,6 +122,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--patience", type=int, default=15)
+    parser.add_argument("--objective", default="behavior", choices=["behavior", "masked", "both"])
+    parser.add_argument("--unlabelled", action="store_true", help="add the unlabelled IBL recording (masked only)")
     return parser.parse_args(argv)
 
 
@@ -111,6 +137,12 @@ def main(argv=None):
     if not args.no_hippocampus:
         hc_sessions, real = hippocampus_sessions(args.data_dir)
         sessions += hc_sessions
+    if args.unlabelled:
+        if args.objective == "behavior":
+            raise SystemExit("--unlabelled needs --objective masked or both: its recordings have no behaviour.")
+        ibl_sessions, described = unlabelled_sessions(args.data_dir)
+        sessions += ibl_sessions
+        real += described
     data_time = time.perf_counter() - t0
     print(
         f"{len(sessions)} sessions ready in {data_time:.0f} s; pretraining for up to {args.max_time_s:g} s", flush=True
@@ -124,6 +156,7 @@ def main(argv=None):
         batch_size=args.batch_size,
         lr=args.lr,
         patience=args.patience,
+        objective=args.objective,
     )
     t1 = time.perf_counter()
     model = sip.pretrain(sessions, progress_bar=False, device="cpu", **hyperparameters)
@@ -152,7 +185,11 @@ def main(argv=None):
         "result": {
             "data_preparation_s": round(data_time, 1),
             "train_time_s": round(train_time, 1),
-            **{k: training[k] for k in ("epochs", "best_epoch", "best_val_r2", "steps", "stopped_by") if k in training},
+            **{
+                k: training[k]
+                for k in ("epochs", "best_epoch", "best_val_r2", "best_val_neg_masked_nll", "steps", "stopped_by")
+                if k in training
+            },  # fmt: skip
             "num_units": training.get("num_units"),
             "train_seconds": training.get("train_seconds"),
         },

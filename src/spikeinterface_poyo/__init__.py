@@ -57,6 +57,7 @@ _PUBLIC = {
     "pretrain": ".models.poyo",
     "finetune": ".models.poyo",
     "load_torch_brain_checkpoint": ".models.poyo",
+    "encoding_bits_per_spike": ".models.poyo",
     "MtM": ".models.mtm",
     "MTM_PRESETS": ".models.mtm",
     "bin_session": ".models.mtm",

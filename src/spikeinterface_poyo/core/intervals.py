@@ -50,3 +50,16 @@ def split_intervals(intervals: np.ndarray, val_fraction: float) -> tuple[np.ndar
     k = min(k, len(intervals) - 1)
     cut = intervals[k, 0] + (target - cumulative[k])
     return intersect(intervals, -np.inf, cut), intersect(intervals, cut, np.inf)
+
+
+def subtract(intervals: np.ndarray, removed) -> np.ndarray:
+    """The parts of ``intervals`` outside every interval of ``removed``."""
+    out = as_intervals(intervals)
+    for start, stop in as_intervals(removed):
+        out = np.concatenate([intersect(out, -np.inf, start), intersect(out, stop, np.inf)])
+    return out[np.argsort(out[:, 0], kind="stable")] if len(out) else out
+
+
+def overlap_seconds(a, b) -> float:
+    """Time that the intervals ``a`` and ``b`` share."""
+    return float(sum(total_seconds(intersect(as_intervals(a), start, stop)) for start, stop in as_intervals(b)))

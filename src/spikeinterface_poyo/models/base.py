@@ -122,7 +122,7 @@ class BehaviorDecoder(ModelFamily):
 
     def behavior_description(self) -> dict:
         """Name, unit, dimension names and rate of the behaviour the model reads out."""
-        return dict(self.meta.get("behavior", {}))
+        return dict(self.meta.get("behavior") or {})
 
 
 class DecoderEstimator:

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ...core.device import resolve_device
 from ...core.spikes import TokenType
 from ..base import BehaviorDecoder, load_state_checked
+from .encoding import EncodingHead
 from .layers import ByteDropout, FeedForward, RotaryCrossAttention, RotarySelfAttention, VocabEmbedding
 from .predict import predict_tokens
 from .rotary import RotaryTimeEmbedding
@@ -107,6 +108,9 @@ class POYO(BehaviorDecoder, nn.Module):
         Standard deviation of embedding initialisation.
     t_min, t_max : float
         Shortest and longest rotary period, in seconds.
+    encoding_head : bool, default: False
+        Whether the model also has an :class:`~.encoding.EncodingHead` (spikes predicted from
+        the latents, for masked self-supervised training); see :meth:`add_encoding_head`.
     """
 
     family = "poyo"
@@ -129,6 +133,7 @@ class POYO(BehaviorDecoder, nn.Module):
         emb_init_scale: float = 0.02,
         t_min: float = 1e-4,
         t_max: float = 2.0627,
+        encoding_head: bool = False,
     ):
         super().__init__()
         if sequence_length <= 0 or latent_step <= 0:
@@ -150,6 +155,8 @@ class POYO(BehaviorDecoder, nn.Module):
             t_min=float(t_min),
             t_max=float(t_max),
         )
+        if encoding_head:  # absent from older configurations and torch_brain's: they have no head
+            self.config["encoding_head"] = True
         self.sequence_length = float(sequence_length)
         self.latent_step = float(latent_step)
         self.num_latents_per_step = int(num_latents_per_step)
@@ -185,6 +192,19 @@ class POYO(BehaviorDecoder, nn.Module):
         )
         self.dec_ffn = nn.Sequential(nn.LayerNorm(dim), FeedForward(dim, dropout=ffn_dropout))
         self.readout = nn.Linear(dim, dim_out)
+        self.encoding_head = None
+        if encoding_head:
+            self.add_encoding_head()
+
+    def add_encoding_head(self) -> EncodingHead:
+        """Give the model an encoding head (untrained) if it has none; returns the head."""
+        if self.encoding_head is None:
+            c = self.config
+            self.encoding_head = EncodingHead(
+                c["dim"], c["cross_heads"], c["dim_head"], c["atn_dropout"], c["ffn_dropout"], c["emb_init_scale"]
+            ).to(self.readout.weight.device)
+            self.config["encoding_head"] = True
+        return self.encoding_head
 
     @classmethod
     def from_preset(cls, preset: str, dim_out: int, **overrides) -> POYO:
@@ -216,10 +236,13 @@ class POYO(BehaviorDecoder, nn.Module):
         input_mask: Tensor | None = None,
         latent_index: Tensor,
         latent_timestamps: Tensor,
-        session_index: Tensor,
-        output_timestamps: Tensor,
-    ) -> Tensor:
-        """Decode behaviour at the output timestamps of each window.
+        session_index: Tensor | None = None,
+        output_timestamps: Tensor | None = None,
+        rate_unit_index: Tensor | None = None,
+        rate_timestamps: Tensor | None = None,
+        prompt_index: Tensor | None = None,
+    ):
+        """Decode behaviour at the output timestamps of each window, and/or predict spikes.
 
         Parameters
         ----------
@@ -231,18 +254,34 @@ class POYO(BehaviorDecoder, nn.Module):
             (B, N) True for real tokens, False for padding.
         latent_index, latent_timestamps : Tensor
             (B, L) latent embedding index and time, see :meth:`latent_tokens`.
-        session_index : Tensor
-            (B,) session vocabulary index.
-        output_timestamps : Tensor
-            (B, M) times to decode at, in seconds from the window start.
+        session_index : Tensor or None
+            (B,) session vocabulary index (behaviour decoding).
+        output_timestamps : Tensor or None
+            (B, M) times to decode behaviour at, in seconds from the window start.
+        rate_unit_index, rate_timestamps : Tensor or None
+            (B, Q) unit vocabulary index and bin-centre time of each spike query (the encoding
+            head).
+        prompt_index : Tensor or None
+            (B,) masking scheme of each window (index into
+            :data:`~spikeinterface_poyo.models.masking.SCHEMES`), added to the latents and the
+            spike queries; None for plain behaviour decoding.
 
         Returns
         -------
-        Tensor
-            (B, M, dim_out) decoded behaviour (in the model's standardised units).
+        Tensor or tuple of Tensor
+            (B, M, dim_out) decoded behaviour (in the model's standardised units), (B, Q) log
+            firing rates in Hz when only spike queries are given, or both, in that order.
         """
         if len(self.unit_emb) < 2 or len(self.session_emb) < 2:
             raise ValueError("The unit and session vocabularies are empty; train the model or load one first.")
+        if rate_unit_index is not None and self.encoding_head is None:
+            raise ValueError("The model has no encoding head; add one with model.add_encoding_head() and train it.")
+        if rate_unit_index is not None and prompt_index is None:
+            raise ValueError("Spike queries need prompt_index, the masking scheme of each window.")
+        if output_timestamps is None and rate_unit_index is None:
+            raise ValueError(
+                "Give output_timestamps (behaviour), rate_unit_index and rate_timestamps (spikes) or both."
+            )
         # A token's content is a function of its unit and type only (time enters by rotation),
         # so its key and value are computed once per distinct (unit, type) pair and gathered.
         num_types = self.token_type_emb.num_embeddings
@@ -253,18 +292,28 @@ class POYO(BehaviorDecoder, nn.Module):
         token_rotary = self.rotary_emb(input_timestamps, turning_only=True)
         turning_only = not torch.is_grad_enabled()
         latents = self.latent_emb(latent_index)
+        if prompt_index is not None:
+            latents = latents + self.encoding_head.prompt(prompt_index)
         latent_rotary = self.rotary_emb(latent_timestamps, turning_only)
-        queries = self.session_emb(session_index)[:, None, :].expand(-1, output_timestamps.shape[1], -1)
-        query_rotary = self.rotary_emb(output_timestamps, turning_only)
 
         latents = latents + self.enc_atn(latents, token_table, latent_rotary, token_rotary, input_mask, token_pair)
         latents = latents + self.enc_ffn(latents)
         for self_attn, feed_forward in self.proc_layers:
             latents = latents + self.dropout(self_attn(latents, latent_rotary))
             latents = latents + self.dropout(feed_forward(latents))
-        queries = queries + self.dec_atn(queries, latents, query_rotary, latent_rotary)
-        queries = queries + self.dec_ffn(queries)
-        return self.readout(queries)
+
+        out = []
+        if output_timestamps is not None:
+            queries = self.session_emb(session_index)[:, None, :].expand(-1, output_timestamps.shape[1], -1)
+            query_rotary = self.rotary_emb(output_timestamps, turning_only)
+            queries = queries + self.dec_atn(queries, latents, query_rotary, latent_rotary)
+            queries = queries + self.dec_ffn(queries)
+            out.append(self.readout(queries))
+        if rate_unit_index is not None:
+            rate_rotary = self.rotary_emb(rate_timestamps, turning_only)
+            out.append(self.encoding_head(self.unit_emb(rate_unit_index), rate_rotary, latents, latent_rotary,
+                                          prompt_index))  # fmt: skip
+        return out[0] if len(out) == 1 else tuple(out)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -313,6 +362,12 @@ class POYO(BehaviorDecoder, nn.Module):
         return units
 
     def predict_segment(self, tokens, timestamps, session_id, *, batch_size=16, n_jobs=None, progress_bar=False):
+        if "readout" in self.meta.get("training", {}).get("untrained", []):
+            raise ValueError(
+                "This model was pretrained without behaviour (objective='masked'): its behaviour readout is "
+                "untrained. Adapt it to labelled behaviour first, for example sip.finetune(model, sorting, "
+                "behavior, session_id='new', unlabelled='all')."
+            )
         standardised = predict_tokens(
             self, tokens, timestamps, session_id, batch_size=batch_size, progress_bar=progress_bar, n_jobs=n_jobs
         )

@@ -17,6 +17,8 @@ def collate_spike_windows(
     length: float,
     vocab_index: np.ndarray,
     keep_units: np.ndarray | None = None,
+    hidden: np.ndarray | None = None,
+    bin_size: float | None = None,
 ) -> dict[str, torch.Tensor]:
     """Pad the spikes of several windows into one batch of model inputs.
 
@@ -35,6 +37,12 @@ def collate_spike_windows(
         (U,) model vocabulary index of each of the segment's units.
     keep_units : np.ndarray or None
         (B, U) boolean; False drops a unit from that window (unit-dropout augmentation).
+    hidden : np.ndarray or None
+        (B, T, U) boolean on bins of ``bin_size`` from the window start: True drops the unit's
+        tokens in that bin (masked modelling); a start token lies in bin 0, an end token in the
+        last bin.
+    bin_size : float or None
+        Bin width of ``hidden`` in seconds.
 
     Returns
     -------
@@ -58,6 +66,13 @@ def collate_spike_windows(
     if keep_units is not None:
         edge_mask = np.repeat(keep_units, 2, axis=1)
         mask = mask & np.take_along_axis(keep_units, spike_units, axis=1)
+    if hidden is not None:
+        num_bins = hidden.shape[1]
+        rows = np.arange(num_windows)[:, None]
+        spike_bins = np.clip(np.floor(spike_times / bin_size + 1e-9).astype(np.int64), 0, num_bins - 1)
+        mask = mask & ~hidden[rows, spike_bins, spike_units]
+        edge_bins = np.tile([0, num_bins - 1], num_units)
+        edge_mask = edge_mask & ~hidden[rows, edge_bins[None, :], edge_units]
 
     local_units = np.concatenate([edge_units, spike_units], axis=1)
     token_types = np.concatenate(

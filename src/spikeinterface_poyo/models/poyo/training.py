@@ -7,14 +7,20 @@ own shard of the sessions and the gradients are averaged across processes.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from ..._version import __version__
+from ...core.intervals import inside
 from ...core.sessions import SessionStore, SessionSummary, as_source
+from ...core.spikes import sorting_fingerprint
 from ...training.config import TrainingConfig
 from ...training.distributed import Distributed, init_distributed, shard
 from ...training.trainer import Trainer
+from ..masking import resolve_schemes
+from .masked import BIN_SIZE, JointTask, MaskedSpikesTask, spike_sessions
 from .model import POYO, PRESETS
 from .task import DecodingTask
 
@@ -41,16 +47,48 @@ def fingerprints(data) -> dict:
     return {s.session_id: s.fingerprint for s in data if getattr(s, "fingerprint", None)}
 
 
+OBJECTIVES = ("behavior", "masked", "both")
+
+
+def _spike_corpus(sources, mine, window, config, ctx) -> tuple[list, list, list[tuple]]:
+    """This rank's sessions for masked modelling (and the labelled sources among them), and
+    every rank's ``(session_id, unit_ids, train_seconds, fingerprint)`` in corpus order."""
+    spikes, labelled, described = [], [], []
+    for i in mine:
+        sorting, behavior = sources[i].load()
+        segments = spike_sessions(sorting, sources[i].session_id, window, config.val_fraction)
+        spikes += segments
+        if behavior is not None:
+            labelled.append(sources[i])
+        seconds = sum(s.train_seconds for s in segments)
+        described.append(
+            (i, (sources[i].session_id, segments[0].tokens.unit_ids, seconds, sorting_fingerprint(sorting)))
+        )
+    corpus = dict(item for part in ctx.gather(described) for item in part)
+    return spikes, labelled, [corpus[i] for i in sorted(corpus)]
+
+
+def _mean_rate(spikes) -> float:
+    """Mean firing rate (Hz) of the units of these sessions over their training time."""
+    counts = sum(int(np.sum(inside(s.tokens.times, s.train_intervals))) for s in spikes)
+    unit_seconds = sum(s.tokens.num_units * s.train_seconds for s in spikes)
+    return max(counts / max(unit_seconds, 1e-9), 1e-3)
+
+
 def pretrain(
     sessions,
     preset: str = "small",
     *,
+    objective: str = "behavior",
+    schemes="mtm",
+    mask_ratio: float = 0.3,
     config: TrainingConfig | None = None,
     max_sessions_in_memory: int | None = None,
     device=None,
     **kwargs,
 ) -> POYO:
-    """Train one POYO model across several sessions (and animals).
+    """Train one POYO model across several sessions (and animals), with behaviour labels,
+    from spikes alone (masked modelling), or both.
 
     Every session gets its own session embedding and its own target statistics
     (``model.meta["normalization"]``); unit ids are namespaced by session, so units of
@@ -67,14 +105,27 @@ def pretrain(
         ``(sorting, behavior, session_id)`` tuples, dicts with those keys, or
         :class:`~spikeinterface_poyo.core.sessions.SessionSource` objects (for example from
         :func:`~spikeinterface_poyo.nwb_session`) that are read only when needed. Every
-        behaviour must have the same number of dimensions.
+        behaviour must have the same number of dimensions; with ``objective="masked"`` or
+        ``"both"`` a behaviour may be None (the session then serves the masked objective only).
     preset : str, default: "small"
         Architecture from :data:`~spikeinterface_poyo.models.poyo.PRESETS`.
+    objective : {"behavior", "masked", "both"}, default: "behavior"
+        What the model learns from: behaviour labels (mean squared error of the readout),
+        masked modelling of the spikes (an encoding head predicts the counts of hidden units,
+        bins or regions from the rest, Poisson loss; no labels needed), or the sum of both
+        losses at every step (early stopping then on the behaviour's validation R²).
+    schemes : str or list, default: "mtm"
+        Masking schemes of the masked objective (neuron, causal, intra- and inter-region; see
+        :mod:`spikeinterface_poyo.models.masking`). Sessions with fewer than two labelled regions
+        (``brain_area``) fall back to neuron + causal masking.
+    mask_ratio : float, default: 0.3
+        Fraction of units (or bins) hidden by a mask.
     config : TrainingConfig or None
         How to train; by default :class:`TrainingConfig` with batch 32 and unit dropout 0.3.
     max_sessions_in_memory : int or None, default: None
-        Sessions held in memory at once per process (least recently used ones are dropped and
-        read again when drawn); None holds all of them.
+        Labelled sessions held in memory at once per process (least recently used ones are
+        dropped and read again when drawn); None holds all of them. The masked objective holds
+        the spikes of its sessions.
     device : str or torch.device or None
         Defaults to this process's GPU when there is one, else the CPU.
     **kwargs
@@ -84,9 +135,11 @@ def pretrain(
     Returns
     -------
     POYO
-        The trained model, with its behaviour description, target statistics, session
-        fingerprints and training record in ``model.meta``.
+        The trained model, with its behaviour description (None after ``objective="masked"``),
+        target statistics, session fingerprints and training record in ``model.meta``.
     """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
     config, model_kwargs = TrainingConfig.split_kwargs(config, kwargs, PRETRAIN_DEFAULTS)
     sources = [as_source(item) for item in sessions]
     if not sources:
@@ -101,41 +154,72 @@ def pretrain(
     ctx = init_distributed()
     try:
         mine = shard(len(sources), ctx)
-        store = SessionStore([sources[i] for i in mine], window, config.val_fraction, max_sessions_in_memory)
-        corpus = _corpus_summaries(store, mine, ctx)
+        spikes, described, corpus = [], [], []
+        labelled = [sources[i] for i in mine]
+        if objective != "behavior":
+            spikes, labelled, described = _spike_corpus(sources, mine, window, config, ctx)
+        if objective != "masked":
+            if not labelled:
+                raise ValueError(
+                    "No session of this process has behaviour; give every process a labelled session "
+                    "(objective='both'), or use objective='masked'."
+                )
+            store = SessionStore(labelled, window, config.val_fraction, max_sessions_in_memory)
+            corpus = _corpus_summaries(store, [i for i in mine if sources[i] in labelled], ctx)
         dims = {len(s.mean) for s in corpus}
         if len(dims) > 1:
-            raise ValueError(f"All sessions must decode the same number of dimensions, got {sorted(dims)}.")
+            raise ValueError(
+                f"All sessions must decode the same number of dimensions, got {sorted(dims)}; in objective='both' "
+                "give the sessions with other behaviour as None (masked objective only), or pretrain them apart."
+            )
 
         torch.manual_seed(config.seed)
-        model = POYO.from_preset(preset, dim_out=dims.pop(), **model_kwargs)
+        # a model that never sees behaviour gets a one-dimensional readout, replaced by finetune
+        model = POYO.from_preset(preset, dim_out=dims.pop() if dims else 1, **model_kwargs,
+                                 encoding_head=objective != "behavior")  # fmt: skip
+        units = {s.session_id: s.unit_ids for s in corpus} | {d[0]: d[1] for d in described}
         for session_id in ids:
-            model.unit_emb.extend_vocab(next(s.unit_ids for s in corpus if s.session_id == session_id))
+            model.unit_emb.extend_vocab(units[session_id])
         model.session_emb.extend_vocab(ids)
         model.to(ctx.device(device))
-        train_seconds = float(sum(s.train_seconds for s in corpus))
-        task = DecodingTask(model, store, config, ctx.world_size, total_train_seconds=train_seconds)
+        train_seconds = float(sum(s.train_seconds for s in corpus) if corpus else sum(d[2] for d in described))
+        tasks = []
+        if objective != "masked":
+            tasks.append(DecodingTask(model, store, config, ctx.world_size, total_train_seconds=train_seconds))
+        if objective != "behavior":
+            with torch.no_grad():  # the head starts at the corpus's mean rate, not at 1 Hz
+                model.encoding_head.readout.bias.fill_(math.log(_mean_rate(spikes)))
+            masked_seconds = float(sum(d[2] for d in described))
+            tasks.append(MaskedSpikesTask(model, spikes, config, ctx.world_size, schemes, mask_ratio, masked_seconds))
+        task = tasks[0] if len(tasks) == 1 else JointTask(*tasks)
         record = Trainer(task, config, ctx).run()
     finally:
         ctx.end()
+    untrained = ["session_emb", "dec_atn", "dec_ffn", "readout"] if objective == "masked" else []
     model.meta = {
-        "behavior": corpus[0].behavior,
+        "behavior": corpus[0].behavior if corpus else None,
         "normalization": normalization(corpus),
-        "fingerprints": fingerprints(corpus),
-        "sampling_frequency": corpus[0].sampling_frequency,
+        "fingerprints": fingerprints(corpus) | {d[0]: d[3] for d in described},
+        "sampling_frequency": corpus[0].sampling_frequency if corpus else None,
         "training": {
             "package_version": __version__,
             "preset": preset,
             "seed": config.seed,
             "sessions": ids,
+            "objective": objective,
             "mode": "from_scratch" if len(ids) == 1 else "pretraining",
             "num_units": len(model.unit_emb) - 1,
             "train_seconds": train_seconds,
+            "labelled_sessions": [s.session_id for s in corpus],
             "nan_samples_excluded": int(sum(s.num_missing for s in corpus)),
             "hyperparameters": config.hyperparameters(),
+            "untrained": untrained,
             **record,
         },
     }
+    if objective != "behavior":
+        model.meta["training"]["masking"] = {"schemes": list(resolve_schemes(schemes)), "mask_ratio": mask_ratio,
+                                             "bin_size": BIN_SIZE}  # fmt: skip
     return model
 
 
