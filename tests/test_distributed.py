@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import shared_file
 from safetensors.torch import load_file
 
 SCRIPT = Path(__file__).parent / "scripts" / "distributed_pretrain.py"
@@ -112,3 +113,30 @@ def test_mtm_pretrains_under_torchrun_with_a_stitcher_per_session(tmp_path):
     saved = json.loads((tmp_path / "model" / "config.json").read_text())
     assert saved["family"] == "mtm" and saved["meta"]["training"]["world_size"] == 2
     assert [s["session_id"] for s in saved["config"]["sessions"]] == ["a", "b"]
+
+
+def test_masked_objective_pretrains_under_torchrun_with_an_unlabelled_nwb_session(tmp_path):
+    # a session with behaviour (simulated) and one NWB file read for its units only: the
+    # masked objective trains the encoding head on both, the behaviour loss on the first
+    config = {
+        "output": "model",
+        "preset": "tiny",
+        "objective": "both",
+        "model": {"schemes": "neuron"},
+        "training": {"max_epochs": 2, "max_time_s": None, "batch_size": 8},
+        "sessions": [
+            {"simulated": {"seed": 1, "duration": 40.0, "num_units": 10}, "session_id": "s1"},
+            {"path": str(shared_file("ibl_neuropixels_120s.nwb")), "session_id": "ibl"},
+        ],
+    }
+    result = pretrain_under_torchrun(tmp_path, config)  # the second process holds no labelled session
+    assert "with 2 process(es)" in result.stdout
+    saved = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert saved["config"]["architecture"]["encoding_head"] is True
+    assert saved["meta"]["training"]["labelled_sessions"] == ["s1"]
+    assert saved["meta"]["training"]["objective"] == "both" and saved["meta"]["training"]["world_size"] == 2
+    unlabelled = dict(config, objective="behavior", sessions=[{"path": str(shared_file("ibl_neuropixels_120s.nwb"))}])
+    (tmp_path / "bad.json").write_text(json.dumps(unlabelled))
+    command = [sys.executable, "-m", "spikeinterface_poyo", "pretrain", "--config", str(tmp_path / "bad.json")]
+    refused = subprocess.run(command, capture_output=True, text=True, env=one_thread_env())
+    assert refused.returncode != 0 and 'objective = "masked"' in refused.stderr

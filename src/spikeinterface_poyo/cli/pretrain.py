@@ -29,6 +29,10 @@ example corpus.toml:
   path = "monkey_a_day1.nwb"
   behavior = "hand_velocity"
 
+objective = "masked" (spikes only) or "both" (behaviour and masked losses) trains POYO's
+encoding head by masked modelling too; then a session may omit behavior, and [model] takes
+schemes and mask_ratio.
+
 With family = "mtm" the model is MtM, masked modelling of spikes without behaviour: sessions
 need only their units (path, and optionally session_id, time_range, trials = true for
 windows around the trials table's start_time, event_column, event_offset), or
@@ -144,11 +148,16 @@ def run(args) -> None:
         return run_mtm(args, config)
     if family != "poyo":
         raise ValueError(f"{args.config.name}: family must be 'poyo' or 'mtm', got {family!r}.")
+    objective = config.get("objective", "behavior")
     model = pretrain(
-        session_sources(config),
+        session_sources(config, need_behavior=objective == "behavior"),
         config.get("preset", "small"),
+        objective=objective,
         max_sessions_in_memory=config.get("max_sessions_in_memory"),
         **loop_settings(args, config),
         **config.get("model", {}),
     )
-    save_on_main(model, config, "pretrained", f"best validation R² {model.meta['training']['best_val_r2']:.3f}")
+    record = model.meta["training"]
+    score = (f"best validation R² {record['best_val_r2']:.3f}" if "best_val_r2" in record
+             else f"best validation masked NLL {-record['best_val_neg_masked_nll']:.3f}")  # fmt: skip
+    save_on_main(model, config, "pretrained", score)

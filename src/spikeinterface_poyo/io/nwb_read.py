@@ -132,7 +132,7 @@ def read_nwb_epochs(path: str | Path, tag: str) -> np.ndarray:
 
 def nwb_session(
     path: str | Path,
-    behavior: str,
+    behavior: str | None,
     session_id: str | None = None,
     time_range: tuple[float, float] | None = None,
     intervals=None,
@@ -144,8 +144,9 @@ def nwb_session(
     ----------
     path : str or Path
         The NWB file.
-    behavior : str
-        Name or path of the behavioural series (see :func:`list_nwb_behaviors`).
+    behavior : str or None
+        Name or path of the behavioural series (see :func:`list_nwb_behaviors`); None reads the
+        units only (a session for the masked objective of ``pretrain``).
     session_id : str or None
         Defaults to the file name without its suffix.
     time_range : (float, float) or None
@@ -156,8 +157,15 @@ def nwb_session(
         Keep only the epochs of the file's epochs table tagged so (for example ``"run"``).
     """
     path = Path(path)
+    if behavior is None and (time_range is not None or intervals is not None or epochs is not None):
+        raise ValueError(
+            f"{path.name}: time_range, intervals and epochs select behaviour, and this session reads none; "
+            "drop them, or name the behaviour to read."
+        )
 
     def load():
+        if behavior is None:
+            return read_nwb_units(path), None
         sorting, target = load_nwb_session(path, behavior)
         if time_range is not None:
             target = target.time_slice(*time_range)

@@ -49,6 +49,7 @@ TOP_KEYS = {
     "checkpoint",
     "sessions",
     "model",
+    "objective",
 }
 CHECKPOINT_KEYS = {"dir", "every", "resume"}
 NWB_KEYS = {"path", "behavior", "session_id", "time_range", "intervals", "epochs"}
@@ -88,8 +89,9 @@ def check_keys(table: dict, allowed: set, where: str) -> None:
         raise ValueError(f"{where}: unknown keys {unknown}; allowed are {sorted(allowed)}.")
 
 
-def session_sources(config: dict) -> list[SessionSource]:
-    """The sessions of a configuration, each to be read only when training needs it."""
+def session_sources(config: dict, need_behavior: bool = True) -> list[SessionSource]:
+    """The sessions of a configuration, each to be read only when training needs it; with
+    ``need_behavior=False`` (a masked objective) an NWB session may name no behaviour."""
     sources = []
     for i, entry in enumerate(config["sessions"]):
         where = f"sessions[{i}]"
@@ -98,12 +100,15 @@ def session_sources(config: dict) -> list[SessionSource]:
             sources.append(_simulated_source(entry["simulated"], entry.get("session_id") or f"simulated_{i}"))
         elif "path" in entry:
             check_keys(entry, NWB_KEYS, where)
-            if "behavior" not in entry:
-                raise ValueError(f"{where}: name the behavioural series to decode with behavior = ...")
+            if "behavior" not in entry and need_behavior:
+                raise ValueError(
+                    f"{where}: name the behavioural series to decode with behavior = ..., or set objective = "
+                    '"masked" or "both" to learn from its spikes alone.'
+                )
             sources.append(
                 nwb_session(
                     resolve(config, entry["path"]),
-                    entry["behavior"],
+                    entry.get("behavior"),
                     session_id=entry.get("session_id"),
                     time_range=tuple(entry["time_range"]) if "time_range" in entry else None,
                     intervals=entry.get("intervals"),

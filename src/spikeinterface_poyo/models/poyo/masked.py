@@ -22,7 +22,7 @@ from ...core.windows import sample_window_starts
 from ...training.config import TrainingConfig
 from ...training.trainer import steps_per_epoch
 from ..masking import MTM_SCHEMES, SCHEMES, Mask, draw_mask, resolve_schemes, session_regions, session_schemes
-from .tokenizer import collate_spike_windows
+from .tokenizer import collate_spike_windows, encoder_inputs
 
 #: Bin of the counts the encoding head predicts (MtM's 20 ms).
 BIN_SIZE = 0.02
@@ -132,16 +132,13 @@ def spike_queries(scored: np.ndarray, vocab_index: np.ndarray, bin_size: float, 
 def masked_batch(model, tokens, vocab_index, starts, mask, counts, bin_size, rng=None, max_queries=None) -> dict:
     """Model inputs for windows under ``mask`` (its hidden tokens dropped), spike queries for
     its scored entries, and their ``target`` counts with the ``target_mask`` of real queries."""
-    batch = collate_spike_windows(tokens, starts, model.sequence_length, vocab_index, hidden=mask.hidden,
-                                  bin_size=bin_size)  # fmt: skip
+    collated = collate_spike_windows(tokens, starts, model.sequence_length, vocab_index, hidden=mask.hidden,
+                                     bin_size=bin_size)  # fmt: skip
+    batch = encoder_inputs(model, collated)
     unit_index, times, entry, real = spike_queries(mask.scored, vocab_index, bin_size, rng, max_queries)
     target = np.take_along_axis(counts.reshape(len(starts), -1), entry, axis=1)
-    latent_index, latent_timestamps = model.latent_tokens(len(starts))
     device = model.device
-    batch = {k: v.to(device) for k, v in batch.items()}
     batch.update(
-        latent_index=latent_index,
-        latent_timestamps=latent_timestamps,
         rate_unit_index=torch.from_numpy(unit_index).to(device),
         rate_timestamps=torch.from_numpy(times).to(device),
         prompt_index=torch.full((len(starts),), SCHEMES.index(mask.scheme), device=device),
@@ -274,25 +271,27 @@ class MaskedSpikesTask:
 class JointTask:
     """Behaviour decoding and masked modelling at once (``objective="both"``): each step adds
     the decoding loss of a labelled batch and the masked loss of a batch from any session;
-    validation (early stopping) is the decoding task's R²."""
+    validation (early stopping) is the decoding task's R². Under torchrun a process without a
+    labelled session (``decoding=None``) takes the masked loss alone, for as many steps."""
 
     score_name = "r2"
 
-    def __init__(self, decoding, masked: MaskedSpikesTask):
-        self.decoding, self.masked, self.model = decoding, masked, decoding.model
-        self.steps_per_epoch = max(decoding.steps_per_epoch, masked.steps_per_epoch)
+    def __init__(self, decoding, masked: MaskedSpikesTask, steps_per_epoch: int):
+        self.decoding, self.masked, self.model = decoding, masked, masked.model
+        self.steps_per_epoch = steps_per_epoch
 
     def loss(self, net, rng, step_in_epoch) -> torch.Tensor:
-        return self.decoding.loss(net, rng, step_in_epoch) + self.masked.loss(net, rng, step_in_epoch)
+        loss = self.masked.loss(net, rng, step_in_epoch)
+        return loss if self.decoding is None else loss + self.decoding.loss(net, rng, step_in_epoch)
 
     def validate(self) -> tuple[float, int]:
-        return self.decoding.validate()
+        return (0.0, 0) if self.decoding is None else self.decoding.validate()
 
     def start_epoch(self, rng) -> None:
         pass
 
     def identity(self) -> dict:
-        return {"decoding": self.decoding.identity(), "masked": self.masked.identity()}
+        return {"masked": self.masked.identity(), "objective": "both"}
 
     def sampler_state(self) -> dict:
         return {}

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ...core.spikes import SpikeTokens
 from ...core.windows import WindowBlender, sweep_starts, window_queries
-from .tokenizer import collate_spike_windows
+from .tokenizer import collate_spike_windows, encoder_inputs
 
 
 def _worker_count(n_jobs, device: torch.device) -> int:
@@ -88,14 +88,11 @@ def predict_tokens(
     device = model.device
 
     def forward(batch_starts: np.ndarray):
-        inputs = collate_spike_windows(tokens, batch_starts, length, vocab_index)
+        inputs = encoder_inputs(model, collate_spike_windows(tokens, batch_starts, length, vocab_index))
         index, mask, relative = window_queries(timestamps, batch_starts, length)
-        latent_index, latent_timestamps = model.latent_tokens(len(batch_starts))
         with torch.no_grad():  # per thread: workers do not inherit the caller's grad mode
             out = model(
-                **{k: v.to(device) for k, v in inputs.items()},
-                latent_index=latent_index,
-                latent_timestamps=latent_timestamps,
+                **inputs,
                 session_index=torch.full((len(batch_starts),), session_index, device=device),
                 output_timestamps=torch.from_numpy(relative).to(device),
             )

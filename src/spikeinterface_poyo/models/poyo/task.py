@@ -14,7 +14,7 @@ from ...core.windows import sample_window_starts, window_queries
 from ...training.config import TrainingConfig
 from ...training.trainer import steps_per_epoch
 from .predict import predict_tokens
-from .tokenizer import collate_spike_windows
+from .tokenizer import collate_spike_windows, encoder_inputs
 
 
 def unit_dropout_mask(num_windows: int, num_units: int, max_drop: float, rng: np.random.Generator) -> np.ndarray:
@@ -29,16 +29,12 @@ def unit_dropout_mask(num_windows: int, num_units: int, max_drop: float, rng: np
 def make_batch(model, session: SessionData, vocab_index, starts, keep_units) -> dict[str, torch.Tensor]:
     """Model inputs plus ``target`` and ``target_mask`` for windows of one session."""
     window = model.sequence_length
-    batch = collate_spike_windows(session.tokens, starts, window, vocab_index, keep_units)
+    batch = encoder_inputs(model, collate_spike_windows(session.tokens, starts, window, vocab_index, keep_units))
     index, mask, relative = window_queries(session.behavior.timestamps, starts, window)
     target = session.targets[index]
     mask = mask & np.all(np.isfinite(target), axis=-1)
-    latent_index, latent_timestamps = model.latent_tokens(len(starts))
     device = model.device
-    batch = {k: v.to(device) for k, v in batch.items()}
     batch.update(
-        latent_index=latent_index,
-        latent_timestamps=latent_timestamps,
         session_index=torch.full((len(starts),), model.session_emb.tokenizer(session.session_id), device=device),
         output_timestamps=torch.from_numpy(relative).to(device),
         target=torch.from_numpy(np.nan_to_num(target).astype(np.float32)).to(device),

@@ -86,3 +86,11 @@ def collate_spike_windows(
         input_token_type=torch.from_numpy(np.where(input_mask, token_types, 0).astype(np.int64)),
         input_mask=torch.from_numpy(input_mask),
     )
+
+
+def encoder_inputs(model, collated: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Collated token tensors on the model's device, with the latent tokens of as many windows."""
+    latent_index, latent_timestamps = model.latent_tokens(len(collated["input_mask"]))
+    batch = {k: v.to(model.device) for k, v in collated.items()}
+    batch.update(latent_index=latent_index, latent_timestamps=latent_timestamps)
+    return batch

@@ -18,7 +18,7 @@ from ...core.sessions import SessionStore, SessionSummary, as_source
 from ...core.spikes import sorting_fingerprint
 from ...training.config import TrainingConfig
 from ...training.distributed import Distributed, init_distributed, shard
-from ...training.trainer import Trainer
+from ...training.trainer import Trainer, steps_per_epoch
 from ..masking import resolve_schemes
 from .masked import BIN_SIZE, JointTask, MaskedSpikesTask, spike_sessions
 from .model import POYO, PRESETS
@@ -29,10 +29,10 @@ from .task import DecodingTask
 PRETRAIN_DEFAULTS = dict(batch_size=32, unit_dropout=0.3)
 
 
-def _corpus_summaries(store: SessionStore, mine: list[int], ctx: Distributed) -> list[SessionSummary]:
-    """The summaries of every rank's sessions, in corpus order, each session once."""
+def _corpus_summaries(store: SessionStore | None, mine: list[int], ctx: Distributed) -> list[SessionSummary]:
+    """The summaries of every rank's sessions (a rank may have none), in corpus order, each once."""
     by_source: dict[int, list[SessionSummary]] = {}
-    for indices, summaries in ctx.gather((mine, store.summaries_by_source())):
+    for indices, summaries in ctx.gather((mine, store.summaries_by_source() if store is not None else [])):
         by_source.update(zip(indices, summaries))
     return [s for i in sorted(by_source) for s in by_source[i]]
 
@@ -158,14 +158,13 @@ def pretrain(
         labelled = [sources[i] for i in mine]
         if objective != "behavior":
             spikes, labelled, described = _spike_corpus(sources, mine, window, config, ctx)
+        store = None  # a process may hold no labelled session under objective="both"
         if objective != "masked":
-            if not labelled:
-                raise ValueError(
-                    "No session of this process has behaviour; give every process a labelled session "
-                    "(objective='both'), or use objective='masked'."
-                )
-            store = SessionStore(labelled, window, config.val_fraction, max_sessions_in_memory)
+            if labelled:
+                store = SessionStore(labelled, window, config.val_fraction, max_sessions_in_memory)
             corpus = _corpus_summaries(store, [i for i in mine if sources[i] in labelled], ctx)
+            if not corpus:
+                raise ValueError("No session has behaviour; give some, or use objective='masked'.")
         dims = {len(s.mean) for s in corpus}
         if len(dims) > 1:
             raise ValueError(
@@ -183,15 +182,20 @@ def pretrain(
         model.session_emb.extend_vocab(ids)
         model.to(ctx.device(device))
         train_seconds = float(sum(s.train_seconds for s in corpus) if corpus else sum(d[2] for d in described))
-        tasks = []
-        if objective != "masked":
-            tasks.append(DecodingTask(model, store, config, ctx.world_size, total_train_seconds=train_seconds))
+        decoding = masked = None
+        if store is not None:
+            decoding = DecodingTask(model, store, config, ctx.world_size, total_train_seconds=train_seconds)
         if objective != "behavior":
             with torch.no_grad():  # the head starts at the corpus's mean rate, not at 1 Hz
                 model.encoding_head.readout.bias.fill_(math.log(_mean_rate(spikes)))
             masked_seconds = float(sum(d[2] for d in described))
-            tasks.append(MaskedSpikesTask(model, spikes, config, ctx.world_size, schemes, mask_ratio, masked_seconds))
-        task = tasks[0] if len(tasks) == 1 else JointTask(*tasks)
+            masked = MaskedSpikesTask(model, spikes, config, ctx.world_size, schemes, mask_ratio, masked_seconds)
+        if objective == "both":  # every process takes as many steps: the epoch follows the whole corpus
+            steps = max(steps_per_epoch(s, window, config.batch_size, config.windows_per_epoch)
+                        for s in (train_seconds, masked_seconds))  # fmt: skip
+            task = JointTask(decoding, masked, steps)
+        else:
+            task = decoding or masked
         record = Trainer(task, config, ctx).run()
     finally:
         ctx.end()
