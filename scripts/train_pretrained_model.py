@@ -131,6 +131,7 @@ def main(argv=None):
     args = parse_args(argv)
     output = args.output or PRETRAINED_DIR / args.name
     started = datetime.datetime.now(datetime.timezone.utc)
+    commit = git_commit()  # the code that trains, not whatever is checked out when it ends
     t0 = time.perf_counter()
     sessions, simulated = simulated_sessions(args.num_sessions, args.corpus_seed, tuple(args.duration))
     real = []
@@ -168,7 +169,7 @@ def main(argv=None):
         "name": args.name,
         "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
         "started": started.isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": commit,
         "package_version": sip.__version__,
         "machine": {
             "platform": platform.platform(),

@@ -268,3 +268,19 @@ def test_masked_objective_on_a_real_unlabelled_recording():
         optimiser.step()
     last, _ = task.validate()
     assert np.isfinite(first) and last > first
+
+
+def test_the_self_supervised_shipped_model_loads_and_was_trained_only_on_shippable_data():
+    import json
+
+    from spikeinterface_poyo.io.models import resolve_model_path
+
+    assert {"poyo_small_sim_hc", "poyo_small_ssl"} <= set(sip.available_models())
+    model = sip.load_model("poyo_small_ssl", device="cpu")
+    assert model.encoding_head is not None and model.meta["training"]["objective"] == "both"
+    recipe = json.loads((resolve_model_path("poyo_small_ssl") / "recipe.json").read_text())
+    files = {s["file"] for s in recipe["corpus"]["sessions"] if "file" in s}
+    # the data README: only these real recordings may ship weights
+    assert files == {"linear_track.nwb", "w_maze.nwb", "ibl_neuropixels_120s.nwb"}
+    assert "ibl_neuropixels" not in model.meta["training"]["labelled_sessions"]
+    assert sip.load_model("poyo_small_sim_hc", device="cpu").encoding_head is None  # the old model still loads
