@@ -15,7 +15,8 @@ it. Three methods, each with the same wall-clock budget per run:
   not) for the masked loss; the test time's spikes are cut off before it starts;
 - ``semi``: ``sip.finetune(sip.load_model(--ssl-model), unlabelled="all", held_out=test)``,
   masked adaptation of the new units on all of the training time's spikes, then full finetuning
-  on the labelled part (the budget split in two halves);
+  on the labelled part after a unit-identification warm-up (each of the three stages at most a
+  third of the budget);
 - ``mlp``: the MLP baseline on the same labels.
 
 Every run also stops after ``--max-epochs`` epochs (an epoch shows each labelled second
@@ -110,7 +111,7 @@ def run_method(method: str, sorting, labelled, test, seed: int, args) -> dict:
         session_id = "heldout"
         held_out = [[float(test.timestamps[0]), float(test.timestamps[-1]) + 1.0]]
         sip.finetune(model, sorting, labelled, session_id=session_id, mode="full", unlabelled="all",
-                     held_out=held_out, warmup_epochs=args.warmup_epochs, max_time_s=args.budget_s / 2,
+                     held_out=held_out, warmup_epochs=args.warmup_epochs, max_time_s=args.budget_s / 3,
                      **common)  # fmt: skip
         stages = model.meta["training"]["finetuning"][-1]["stages"]
     else:
