@@ -41,9 +41,12 @@ REAL_DATASETS = {
     "linear_track_velocity": ("linear_track.nwb", "velocity", True),
     "w_maze_position": ("w_maze.nwb", "position", True),
     "w_maze_velocity": ("w_maze.nwb", "velocity", True),
+    # the two Miller-lab monkeys (movement only, trials end to end): transfer's held-out sessions
+    "chewie_velocity": ("chewie_20131003_center_out.nwb", "hand_velocity", False),
+    "mihi_velocity": ("mihi_20140303_center_out.nwb", "hand_velocity", False),
 }
 SIMULATED = {"simulated_velocity": dict(duration=600.0, num_units=60, seed=0)}
-DATASETS = [*REAL_DATASETS, *SIMULATED]
+DATASETS = [d for d in REAL_DATASETS if not d.startswith(("chewie", "mihi"))] + [*SIMULATED]
 METHODS = ["poyo", "wiener", "mlp", "gru"]
 LABELS = {"poyo": "POYO {preset}", "wiener": "Wiener", "mlp": "MLP", "gru": "GRU"}
 

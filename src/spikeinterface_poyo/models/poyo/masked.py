@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ...core.binning import count_matrix
-from ...core.intervals import as_intervals, intersect, split_intervals, subtract, total_seconds
+from ...core.intervals import as_intervals, inside, intersect, split_intervals, subtract, total_seconds
 from ...core.metrics import bits_per_spike
 from ...core.spikes import SpikeTokens, sorting_to_tokens
 from ...core.windows import sample_window_starts
@@ -75,7 +75,7 @@ def spike_sessions(
     for tokens in sorting_to_tokens(sorting, session_id=session_id):
         usable = np.array([[tokens.start_time, tokens.end_time]])
         if intervals is not None:
-            usable = np.concatenate([intersect(usable, a, b) for a, b in as_intervals(intervals)])
+            usable = np.concatenate([intersect(usable, a, b) for a, b in as_intervals(intervals)] or [np.zeros((0, 2))])
         if held_out is not None:
             usable = subtract(usable, held_out)
         usable = usable[usable[:, 1] - usable[:, 0] >= window]
@@ -93,9 +93,7 @@ def spike_sessions(
             + (" outside the held-out time" if held_out is not None else "")
             + "; give it more time (or a shorter held_out)."
         )
-    spikes = sum(int(np.sum([np.any((s.tokens.times >= a) & (s.tokens.times < b)) for a, b in s.train_intervals]))
-                 for s in out)  # fmt: skip
-    if spikes == 0:
+    if not any(np.any(inside(s.tokens.times, s.train_intervals)) for s in out):
         raise ValueError(f"Session {session_id!r} has no spike in the time it would learn from; check the sorting.")
     return out
 
@@ -322,8 +320,9 @@ def encoding_bits_per_spike(
     counts_all, predicted_all = [], []
     for tokens in sorting_to_tokens(sorting, session_id=session_id):
         vocab = np.asarray(model.unit_emb.tokenizer(tokens.unit_ids), dtype=np.int64)
-        usable = np.concatenate([intersect(np.array([[tokens.start_time, tokens.end_time]]), a, b)
-                                 for a, b in as_intervals(intervals)])  # fmt: skip
+        span = np.array([[tokens.start_time, tokens.end_time]])
+        usable = [intersect(span, a, b) for a, b in as_intervals(intervals)] or [np.zeros((0, 2))]
+        usable = np.concatenate(usable)
         starts = np.concatenate([np.arange(a, b - window + 1e-9, window) for a, b in usable] or [np.zeros(0)])
         groups = np.array_split(np.random.default_rng(0).permutation(tokens.num_units),
                                 max(1, int(round(1 / mask_ratio))))  # fmt: skip
