@@ -47,6 +47,12 @@ def sample_window_starts(intervals: np.ndarray, window: float, n: int, rng: np.r
     return intervals[which, 0] + rng.random(n) * np.maximum(room[which], 0)
 
 
+def tiling_starts(intervals: np.ndarray, window: float) -> np.ndarray:
+    """Starts of non-overlapping windows tiling each interval from its start (the remainder
+    shorter than a window left out)."""
+    return np.concatenate([np.arange(a, b - window + 1e-9, window) for a, b in intervals] or [np.zeros(0)])
+
+
 def sweep_starts(timestamps: np.ndarray, length: float, overlap: float) -> np.ndarray:
     """Starts of a stepped sweep of windows over sorted ``timestamps``: every time sits near the
     middle of one window, consecutive windows share ``overlap`` of their length, and windows that

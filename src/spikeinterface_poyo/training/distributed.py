@@ -101,3 +101,11 @@ def shard(num_items: int, ctx: Distributed) -> list[int]:
     if num_items < ctx.world_size:
         return list(range(num_items))
     return list(range(ctx.rank, num_items, ctx.world_size))
+
+
+def with_every_parameter(loss, model):
+    """``loss`` plus zero times one entry of every trainable parameter of ``model``: a step
+    that leaves some parameters out (another session's stitchers, the behaviour readout in a
+    masked step) still gives each a (zero) gradient, as DistributedDataParallel requires of
+    every process."""
+    return loss + 0.0 * sum(p.view(-1)[0] for p in model.parameters() if p.requires_grad)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ...training.config import TrainingConfig
+from ...training.distributed import with_every_parameter
 from ..masking import draw_mask, session_regions, session_schemes
 from .data import BinnedSession
 
@@ -84,10 +85,8 @@ class MaskedModellingTask:
         device = self.model.device
         log_rates = net(masked_input(counts, mask.hidden, device), self.index[k], scheme)
         target = torch.from_numpy(counts).to(device)
-        loss = masked_poisson_nll(log_rates, target, torch.from_numpy(mask.scored).to(device))
-        # every parameter takes part in every step (other sessions' stitchers with a zero
-        # gradient), as DistributedDataParallel requires of each process
-        return loss + 0.0 * sum(p.view(-1)[0] for p in self.model.parameters() if p.requires_grad)
+        return with_every_parameter(masked_poisson_nll(log_rates, target, torch.from_numpy(mask.scored).to(device)),
+                                    self.model)  # fmt: skip
 
     @torch.no_grad()
     def validate(self) -> tuple[float, int]:

@@ -165,7 +165,8 @@ def finetune(
     session_id = str(session_id)
     if session_id in model.session_emb.vocab:
         raise ValueError(f"The model already knows a session named {session_id!r}; pick a new session_id.")
-    dims = (behavior[0] if isinstance(behavior, (list, tuple)) else behavior).num_dimensions
+    first_behavior = behavior[0] if isinstance(behavior, (list, tuple)) else behavior
+    dims = first_behavior.num_dimensions
     untrained = [p for p in model.meta.get("training", {}).get("untrained", []) if p in DECODER_PARTS]
     if unlabelled is not None and model.encoding_head is None:
         raise ValueError(
@@ -173,6 +174,8 @@ def finetune(
             "on behaviour only. Pretrain one with sip.pretrain(..., objective='masked' or 'both'), or leave "
             "unlabelled=None."
         )
+    if isinstance(unlabelled, str) and unlabelled != "all":
+        raise ValueError(f"unlabelled must be None, 'all' or (K, 2) intervals, got {unlabelled!r}.")
     held_out = _check_held_out(behavior, unlabelled, held_out)
     config, unknown = TrainingConfig.split_kwargs(config, kwargs)
     if unknown:
@@ -189,9 +192,7 @@ def finetune(
     data = session_data(sorting, behavior, session_id, model.sequence_length, config.val_fraction)
     spikes = []
     if unlabelled is not None:
-        intervals = None if isinstance(unlabelled, str) and unlabelled == "all" else unlabelled
-        if isinstance(unlabelled, str) and unlabelled != "all":
-            raise ValueError(f"unlabelled must be None, 'all' or (K, 2) intervals, got {unlabelled!r}.")
+        intervals = None if isinstance(unlabelled, str) else unlabelled  # "all": the whole sorting
         spikes = spike_sessions(sorting, session_id, model.sequence_length, config.val_fraction, intervals, held_out)
     ctx = init_distributed()
     model.to(ctx.device(device))
@@ -243,8 +244,8 @@ def finetune(
     )
     training.setdefault("sessions", []).append(session_id)
     if not meta.get("behavior"):
-        meta["behavior"] = describe_behavior(behavior[0] if isinstance(behavior, (list, tuple)) else behavior)
+        meta["behavior"] = describe_behavior(first_behavior)
         meta["sampling_frequency"] = float(sorting.get_sampling_frequency())
-    training["untrained"] = [p for p in untrained if p not in DECODER_PARTS]
+    training["untrained"] = []  # the behaviour decoder has been trained now
     model.eval()
     return model

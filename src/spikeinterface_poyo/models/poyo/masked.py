@@ -18,8 +18,9 @@ from ...core.binning import count_matrix
 from ...core.intervals import as_intervals, inside, intersect, split_intervals, subtract, total_seconds
 from ...core.metrics import bits_per_spike
 from ...core.spikes import SpikeTokens, sorting_to_tokens
-from ...core.windows import sample_window_starts
+from ...core.windows import sample_window_starts, tiling_starts
 from ...training.config import TrainingConfig
+from ...training.distributed import with_every_parameter
 from ...training.trainer import steps_per_epoch
 from ..masking import MTM_SCHEMES, SCHEMES, Mask, draw_mask, resolve_schemes, session_regions, session_schemes
 from .tokenizer import collate_spike_windows, encoder_inputs
@@ -75,7 +76,7 @@ def spike_sessions(
     for tokens in sorting_to_tokens(sorting, session_id=session_id):
         usable = np.array([[tokens.start_time, tokens.end_time]])
         if intervals is not None:
-            usable = np.concatenate([intersect(usable, a, b) for a, b in as_intervals(intervals)] or [np.zeros((0, 2))])
+            usable = intersect(as_intervals(intervals), tokens.start_time, tokens.end_time)
         if held_out is not None:
             usable = subtract(usable, held_out)
         usable = usable[usable[:, 1] - usable[:, 0] >= window]
@@ -220,9 +221,7 @@ class MaskedSpikesTask:
         batch = masked_batch(self.model, session.tokens, self.vocab[k], starts, mask, counts, self.bin_size, rng,
                              MAX_QUERIES)  # fmt: skip
         target, real = batch.pop("target"), batch.pop("target_mask")
-        loss = poisson_nll(net(**batch), target, real, self.bin_size)
-        # every trainable parameter in the graph, so that DDP's reducer sees the unused ones too
-        return loss + 0.0 * sum(p.view(-1)[0] for p in self.model.parameters() if p.requires_grad)
+        return with_every_parameter(poisson_nll(net(**batch), target, real, self.bin_size), self.model)
 
     @torch.no_grad()
     def validate(self) -> tuple[float, int]:
@@ -232,10 +231,9 @@ class MaskedSpikesTask:
         self.model.eval()
         window = self.model.sequence_length
         for k, session in enumerate(self.sessions):
-            starts = np.concatenate([np.arange(a, b - window + 1e-9, window) for a, b in session.val_intervals])
+            starts = tiling_starts(session.val_intervals, window)[:VALIDATION_WINDOWS]
             if not len(starts):
                 continue
-            starts = starts[:VALIDATION_WINDOWS]
             rng = np.random.default_rng(VALIDATION_SEED)
             nll = []
             for scheme in self.schemes[k]:
@@ -320,10 +318,7 @@ def encoding_bits_per_spike(
     counts_all, predicted_all = [], []
     for tokens in sorting_to_tokens(sorting, session_id=session_id):
         vocab = np.asarray(model.unit_emb.tokenizer(tokens.unit_ids), dtype=np.int64)
-        span = np.array([[tokens.start_time, tokens.end_time]])
-        usable = [intersect(span, a, b) for a, b in as_intervals(intervals)] or [np.zeros((0, 2))]
-        usable = np.concatenate(usable)
-        starts = np.concatenate([np.arange(a, b - window + 1e-9, window) for a, b in usable] or [np.zeros(0)])
+        starts = tiling_starts(intersect(as_intervals(intervals), tokens.start_time, tokens.end_time), window)
         groups = np.array_split(np.random.default_rng(0).permutation(tokens.num_units),
                                 max(1, int(round(1 / mask_ratio))))  # fmt: skip
         for first in range(0, len(starts), batch_size):
@@ -336,11 +331,8 @@ def encoding_bits_per_spike(
                 mask = Mask("neuron", hidden, hidden)
                 batch = masked_batch(model, tokens, vocab, chunk, mask, counts, BIN_SIZE)
                 batch.pop("target"), batch.pop("target_mask")
-                rates = (model(**batch).exp() * BIN_SIZE).cpu().numpy()
-                flat = predicted.reshape(len(chunk), -1)
-                _, _, entry, real = spike_queries(hidden, vocab, BIN_SIZE)
-                for b in range(len(chunk)):
-                    flat[b, entry[b, real[b]]] = rates[b, real[b]]
+                entry = np.flatnonzero(hidden[0])  # the group in every bin: the same queries in each window
+                predicted.reshape(len(chunk), -1)[:, entry] = (model(**batch).exp() * BIN_SIZE).cpu().numpy()
             counts_all.append(counts.reshape(-1, tokens.num_units))
             predicted_all.append(predicted.reshape(-1, tokens.num_units))
     if not counts_all:

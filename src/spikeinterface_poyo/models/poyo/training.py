@@ -14,7 +14,7 @@ import torch
 
 from ..._version import __version__
 from ...core.intervals import inside
-from ...core.sessions import SessionStore, SessionSummary, as_source
+from ...core.sessions import SessionSource, SessionStore, SessionSummary, as_source
 from ...core.spikes import sorting_fingerprint
 from ...training.config import TrainingConfig
 from ...training.distributed import Distributed, init_distributed, shard
@@ -50,16 +50,16 @@ def fingerprints(data) -> dict:
 OBJECTIVES = ("behavior", "masked", "both")
 
 
-def _spike_corpus(sources, mine, window, config, ctx) -> tuple[list, list, list[tuple]]:
-    """This rank's sessions for masked modelling (and the labelled sources among them), and
-    every rank's ``(session_id, unit_ids, train_seconds, fingerprint)`` in corpus order."""
-    spikes, labelled, described = [], [], []
+def _spike_corpus(sources, mine, window, config, ctx) -> tuple[list, dict, list[tuple]]:
+    """This rank's sessions for masked modelling, its labelled sources (corpus index -> source),
+    and every rank's ``(session_id, unit_ids, train_seconds, fingerprint)`` in corpus order."""
+    spikes, labelled, described = [], {}, []
     for i in mine:
         sorting, behavior = sources[i].load()
         segments = spike_sessions(sorting, sources[i].session_id, window, config.val_fraction)
         spikes += segments
-        if behavior is not None:
-            labelled.append(sources[i])
+        if behavior is not None:  # the spikes and behaviour already read, not read again by the store
+            labelled[i] = SessionSource(sources[i].session_id, lambda s=sorting, b=behavior: (s, b))
         seconds = sum(s.train_seconds for s in segments)
         described.append(
             (i, (sources[i].session_id, segments[0].tokens.unit_ids, seconds, sorting_fingerprint(sorting)))
@@ -155,14 +155,14 @@ def pretrain(
     try:
         mine = shard(len(sources), ctx)
         spikes, described, corpus = [], [], []
-        labelled = [sources[i] for i in mine]
+        labelled = {i: sources[i] for i in mine}
         if objective != "behavior":
             spikes, labelled, described = _spike_corpus(sources, mine, window, config, ctx)
         store = None  # a process may hold no labelled session under objective="both"
         if objective != "masked":
             if labelled:
-                store = SessionStore(labelled, window, config.val_fraction, max_sessions_in_memory)
-            corpus = _corpus_summaries(store, [i for i in mine if sources[i] in labelled], ctx)
+                store = SessionStore(list(labelled.values()), window, config.val_fraction, max_sessions_in_memory)
+            corpus = _corpus_summaries(store, list(labelled), ctx)
             if not corpus:
                 raise ValueError("No session has behaviour; give some, or use objective='masked'.")
         dims = {len(s.mean) for s in corpus}
