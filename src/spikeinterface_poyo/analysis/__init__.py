@@ -1,2 +1,2 @@
-"""Reserved for analyses of trained decoders and of population dynamics: BrainBits bottleneck curves
-(issue 17) and MoLDS trial clustering (issue 19)."""
+"""Analyses of population dynamics and of trained decoders: MoLDS trial clustering (``molds``);
+reserved for the BrainBits bottleneck curves (issue 17)."""

@@ -70,3 +70,62 @@ class DecodedBehaviorWidget(BaseWidget):
 
 
 plot_decoded_behavior = DecodedBehaviorWidget
+
+
+class TrialClustersWidget(BaseWidget):
+    """Trials clustered by their dynamics (:func:`~spikeinterface_poyo.cluster_trials`): each trial's
+    trajectory in the first two output dimensions coloured by its system, each system's impulse
+    response (first output to each input), and the validation BIC against the number of systems.
+
+    Parameters
+    ----------
+    clusters : TrialClusters
+        The result of :func:`~spikeinterface_poyo.cluster_trials`.
+    num_lags : int, default: 10
+        Steps of impulse response to draw.
+    backend : str or None, default: None
+        SpikeInterface widget backend (``"matplotlib"``).
+    **backend_kwargs
+        Passed to the backend (``figure``, ``axes``, ``figsize``...).
+    """
+
+    def __init__(self, clusters, num_lags: int = 10, backend=None, **backend_kwargs):
+        data_plot = dict(clusters=clusters, num_lags=num_lags)
+        BaseWidget.__init__(self, data_plot, backend=backend, **backend_kwargs)
+
+    def plot_matplotlib(self, data_plot, **backend_kwargs):
+        import matplotlib.pyplot as plt
+        from spikeinterface.widgets.utils_matplotlib import make_mpl_figure
+
+        dp = to_attr(data_plot)
+        res = dp.clusters
+        if backend_kwargs.get("axes") is None and backend_kwargs.get("ax") is None:
+            backend_kwargs["num_axes"], backend_kwargs["ncols"] = 3, 3
+            backend_kwargs["figsize"] = backend_kwargs.get("figsize") or (13, 3.8)
+        self.figure, self.axes, self.ax = make_mpl_figure(**backend_kwargs)
+        ax_traj, ax_imp, ax_bic = np.asarray(self.axes).ravel()[:3]
+        colors = plt.get_cmap("tab10")
+        for y, k in zip(res.outputs, res.labels):
+            second = y[:, 1] if y.shape[1] > 1 else np.arange(len(y)) * res.bin_size
+            ax_traj.plot(y[:, 0], second, color=colors(k % 10), lw=0.7, alpha=0.6)
+        ax_traj.set_xlabel("output 1")
+        ax_traj.set_ylabel("output 2" if res.outputs[0].shape[1] > 1 else "time in trial (s)")
+        ax_traj.set_title(f"{len(res.labels)} trials, {res.n_components} systems", fontsize=9, loc="left")
+        markov = res.model.markov_parameters(dp.num_lags)  # (K, L, p, m)
+        lags = np.arange(dp.num_lags) * res.bin_size
+        for k in range(markov.shape[0]):
+            for j in range(markov.shape[3]):
+                ax_imp.plot(lags, markov[k, :, 0, j], color=colors(k % 10), ls=["-", "--", ":", "-."][j % 4])
+        ax_imp.set_xlabel("lag (s)")
+        ax_imp.set_ylabel("impulse response, output 1")
+        ax_imp.set_title("systems (line style: input)" if markov.shape[3] else "no inputs", fontsize=9, loc="left")
+        if res.bic:
+            ks = sorted(res.bic)
+            ax_bic.plot(ks, [res.bic[k] for k in ks], "o-", color="0.2")
+            ax_bic.axvline(res.n_components, color="tab:red", ls="--", lw=1)
+        ax_bic.set_xlabel("systems K")
+        ax_bic.set_ylabel("validation BIC")
+        self.figure.tight_layout()
+
+
+plot_trial_clusters = TrialClustersWidget
