@@ -99,7 +99,11 @@ def run(args) -> None:
             print(f"{truth.name}: every sample is training data; no R² is stored")
         else:
             score = format_r2(metrics, truth.dimension_names)
-            print(f"{truth.name}, held out from {metrics['held_out_from_s']:.1f} s: {score}")
+            context = model.fitted_decoder().context
+            print(
+                f"{truth.name}, held out from {metrics['held_out_from_s']:.1f} s: {score}"
+                + (f"; {context} context" if context else "")
+            )
     written = write_predictions_to_nwb(
         args.session,
         predicted,

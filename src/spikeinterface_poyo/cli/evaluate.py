@@ -76,7 +76,11 @@ def run(args) -> None:
         progress_bar=progress(),
     )
     score = r2_score(test, predicted)
-    print(f"{behavior.name}: {test.end_time - test.start_time:.1f} s held out ({len(test)} samples)")
+    context = model.fitted_decoder().context
+    print(
+        f"{behavior.name}: {test.end_time - test.start_time:.1f} s held out ({len(test)} samples)"
+        + (f"; {context} context" if context else "")
+    )
     for name, r2 in zip(test.dimension_names, score["r2"]):
         print(f"R² {name}: {r2:.4f}")
     print(f"R² mean: {score['mean']:.4f}")

@@ -13,6 +13,8 @@ The spikes come from the file's units table, the target from the named behaviour
 (looked up in processing modules, Position / BehavioralTimeSeries containers and acquisition).
 Only the first --train-fraction of the behaviour's time span is used, so the rest can be scored
 with `evaluate` and `decode`. --family picks POYO (default) or a baseline (wiener, mlp, gru).
+--context causal trains a POYO model whose every prediction comes from the spikes before it (for
+closed-loop use; the baselines are causal already).
 
 example:
   spikeinterface-poyo train session.nwb --behavior hand_velocity --output decoder/ --preset small"""
@@ -33,6 +35,11 @@ def add_arguments(parser) -> None:
         default=0.7,
         help="first fraction of the behaviour's time span to train on (default: 0.7)",
     )
+    parser.add_argument(
+        "--context",
+        choices=("centred", "causal"),
+        help="POYO: windows centred on each time (default) or ending at it (causal)",
+    )
     add_training_options(parser)
 
 
@@ -41,12 +48,16 @@ def build(args, sorting, behavior, session_id: str):
     from ..models.baselines import GRUDecoder, MLPDecoder, WienerFilter
     from ..models.poyo import train_decoder
 
+    context = getattr(args, "context", None)
+    if context is not None and args.family != "poyo":
+        raise ValueError(f"--context applies to POYO; the {args.family} baseline decodes causally by construction.")
     if args.family == "poyo":
         return train_decoder(
             sorting,
             behavior,
             preset=args.preset,
             session_id=session_id,
+            context=context or "centred",
             progress_bar=progress(),
             **training_fields(args),
         )
@@ -70,7 +81,9 @@ def run(args) -> None:
     detail = (
         f" in {record['train_time_s']:.1f} s ({record['epochs']} epochs); best validation R² {best:.3f}" if best else ""
     )
+    context = model.fitted_decoder().context
     print(
-        f"Trained {args.family} on {behavior.end_time - behavior.start_time:.1f} s of {behavior.name!r} from "
+        f"Trained {args.family}{f' ({context} context)' if context else ''} on "
+        f"{behavior.end_time - behavior.start_time:.1f} s of {behavior.name!r} from "
         f"{args.session.name} as session {session_id!r}{detail}. Saved to {args.output}"
     )

@@ -94,19 +94,17 @@ def sorting_to_tokens(sorting, session_id: str = "session") -> list[SpikeTokens]
     fs = sorting.sampling_frequency
     tokens = []
     for seg in range(sorting.get_num_segments()):
-        in_seg = spikes[spikes["segment_index"] == seg]
-        times = np.asarray(sorting.sample_index_to_time(in_seg["sample_index"], segment_index=seg), dtype=np.float64)
-        order = np.argsort(times, kind="stable")  # already sorted in practice; cheap to make sure
+        times, unit_index = segment_spikes(sorting, seg, spikes)
         start = float(sorting.get_start_time(segment_index=seg))
         n_samples = sorting.get_num_samples(segment_index=seg) if sorting.has_recording() else None
-        end = start + n_samples / fs if n_samples else (float(times[order[-1]]) if len(times) else start)
+        end = start + n_samples / fs if n_samples else (float(times[-1]) if len(times) else start)
         if len(times):
-            start = min(start, float(times[order[0]]))
-            end = max(end, float(times[order[-1]]))
+            start = min(start, float(times[0]))
+            end = max(end, float(times[-1]))
         tokens.append(
             SpikeTokens(
-                times=times[order],
-                unit_index=in_seg["unit_index"][order].astype(np.int64),
+                times=times,
+                unit_index=unit_index,
                 unit_ids=unit_ids,
                 session_id=session_id,
                 start_time=start,
@@ -116,6 +114,18 @@ def sorting_to_tokens(sorting, session_id: str = "session") -> list[SpikeTokens]
             )
         )
     return tokens
+
+
+def segment_spikes(sorting, segment_index: int = 0, spikes=None) -> tuple[np.ndarray, np.ndarray]:
+    """(S,) float64 spike times in seconds, sorted, and (S,) unit indices of one segment of a sorting
+    (``spikes``: its spike vector, when already read)."""
+    spikes = sorting.to_spike_vector() if spikes is None else spikes
+    in_seg = spikes[spikes["segment_index"] == segment_index]
+    if len(in_seg) == 0:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    times = np.asarray(sorting.sample_index_to_time(in_seg["sample_index"], segment_index=segment_index), np.float64)
+    order = np.argsort(times, kind="stable")  # already sorted in practice; cheap to make sure
+    return times[order], in_seg["unit_index"][order].astype(np.int64)
 
 
 def as_sorting(sorting):

@@ -1,9 +1,76 @@
-"""Windows of time: where they go (random for training, a stepped sweep for decoding), which
-query times fall in each, and how overlapping windows' predictions are blended into one series."""
+"""Windows of time: where they go (random for training, a stepped sweep or one window ending at
+each prediction time for decoding), which query times fall in each, and how overlapping windows'
+predictions are blended into one series.
+
+Two *contexts* place a decoding window around a prediction time ``t``:
+
+- ``"centred"``: overlapping windows sweep the segment and each time is read near the middle
+  of the windows that hold it, so a prediction uses spikes before and after ``t``;
+- ``"causal"``: one window ``[t - length, t)`` ends at each prediction time, so a prediction uses
+  only the spikes before ``t`` (a closed-loop brain-computer interface's constraint).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+#: Where a decoding window sits around a prediction time (see the module docstring).
+CONTEXTS = ("centred", "causal")
+#: Slack (seconds) of the window-placement comparisons: far below any sampling interval, far above
+#: the float64 rounding of ``t - length + length``.
+TIME_TOLERANCE = 1e-9
+
+
+def check_context(context: str) -> str:
+    """``context`` if it is one of :data:`CONTEXTS`; a ``ValueError`` naming the choices if not."""
+    if context not in CONTEXTS:
+        hint = " (the package spells it 'centred')" if context == "centered" else ""
+        raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}{hint}.")
+    return context
+
+
+def check_hop(hop: float, length: float) -> float:
+    """``hop`` (seconds between causal predictions) if a whole number of hops makes the window, so
+    that a window ending on a hop also starts on one (binned input never straddles its edge)."""
+    hop = float(hop)
+    if not (np.isfinite(hop) and 0 < hop <= length):
+        raise ValueError(f"hop must be positive and at most the window ({length:g} s), got {hop}.")
+    steps = length / hop
+    if abs(steps - round(steps)) > 1e-6 * steps:
+        near = " or ".join(f"{h:.4g}" for h in sorted({length / max(np.floor(steps), 1.0), length / np.ceil(steps)}))
+        raise ValueError(
+            f"hop={hop:g} s does not divide the model's {length:g} s window ({steps:.4g} hops): every window must "
+            f"start and end on a hop (a bin edge of the stream). Choose hop = window / n for a whole n, e.g. {near}."
+        )
+    return hop
+
+
+def has_full_context(timestamps: np.ndarray, start: float, end: float, length: float) -> np.ndarray:
+    """Where the causal window ``[t - length, t)`` of each time lies inside the data ``[start, end]``.
+
+    A time less than one window after ``start`` has too little history, and one after ``end``
+    would be read from spikes not yet known; causal decoding gives neither a prediction.
+    """
+    t = np.asarray(timestamps, dtype=np.float64)
+    return (t - length >= start - TIME_TOLERANCE) & (t <= end + TIME_TOLERANCE)
+
+
+def causal_windows(timestamps: np.ndarray, length: float, start: float, end: float):
+    """One window ending at each of ``timestamps`` that has a full window of data before it.
+
+    Returns
+    -------
+    starts : np.ndarray
+        (B,) window starts ``t - length``.
+    index, mask, relative_times : np.ndarray
+        (B, 1) the query of each window, as :func:`window_queries` gives them: its index into
+        ``timestamps``, True, and its time from the window's start (the window's length).
+    """
+    timestamps = np.asarray(timestamps, dtype=np.float64)
+    ready = np.flatnonzero(has_full_context(timestamps, start, end, length))
+    starts = timestamps[ready] - length
+    relative = (timestamps[ready] - starts).astype(np.float32)
+    return starts, ready[:, None], np.ones((len(ready), 1), dtype=bool), relative[:, None]
 
 
 def ragged_gather(lo: np.ndarray, hi: np.ndarray, min_width: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -34,6 +101,13 @@ def window_queries(timestamps: np.ndarray, starts: np.ndarray, length: float):
     index, mask = ragged_gather(lo, hi)
     relative = np.where(mask, timestamps[index] - starts[:, None], 0.0)
     return index, mask, relative.astype(np.float32)
+
+
+def edge_weights(relative: np.ndarray, length: float, edge: float) -> np.ndarray:
+    """Loss weights of training queries for a causal model: ``length / edge`` for those in the last
+    ``edge`` seconds of their window (where causal decoding reads), 1 for the others, so that the
+    edge weighs about as much as the rest of the window together."""
+    return np.where(relative >= length - edge, length / edge, 1.0).astype(np.float32)
 
 
 def sample_window_starts(intervals: np.ndarray, window: float, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -70,17 +144,20 @@ class WindowBlender:
     """Weighted average of overlapping windows' predictions at each query time.
 
     A prediction's weight is triangular in its place in the window: 1 at the centre, small
-    at the edges, where the window holds less context.
+    at the edges, where the window holds less context. With ``triangular=False`` every weight
+    is 1 (causal decoding, where each time is read from its one window, exactly).
     """
 
-    def __init__(self, num_times: int, dim: int, length: float):
+    def __init__(self, num_times: int, dim: int, length: float, triangular: bool = True):
         self.total = np.zeros((num_times, dim))
         self.weight = np.zeros(num_times)
         self.length = length
+        self.triangular = triangular
 
     def add(self, index: np.ndarray, mask: np.ndarray, relative: np.ndarray, values: np.ndarray) -> None:
         """Add (B, M, D) ``values`` at (B, M) ``index`` (from :func:`window_queries`)."""
-        w = (1.0 - np.abs(2.0 * relative / self.length - 1.0) + 1e-3) * mask
+        w = (1.0 - np.abs(2.0 * relative / self.length - 1.0) + 1e-3) if self.triangular else np.ones(mask.shape)
+        w = w * mask
         np.add.at(self.total, index[mask], values[mask] * w[mask][:, None])
         np.add.at(self.weight, index[mask], w[mask])
 

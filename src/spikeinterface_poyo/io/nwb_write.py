@@ -99,8 +99,8 @@ def model_provenance(model=None, model_path: str | Path | None = None) -> dict:
     -------
     dict
         ``model_name``, ``model_version``, ``preset``, ``training_sessions``, ``decoded_variable``,
-        ``dimension_names`` and ``model_sha256`` (the last only with ``model_path``); unknown
-        fields are left out.
+        ``dimension_names``, ``context`` (``"centred"`` or ``"causal"``, POYO's) and ``model_sha256``
+        (the last only with ``model_path``); unknown fields are left out.
     """
     if model is None and model_path is None:
         raise ValueError("Pass model= or model_path= so the written series records which model produced it.")
@@ -124,6 +124,7 @@ def model_provenance(model=None, model_path: str | Path | None = None) -> dict:
         "training_sessions": [str(s) for s in training.get("sessions", [])] or None,
         "decoded_variable": behavior.get("name"),
         "dimension_names": behavior.get("dimension_names"),
+        "context": training.get("context"),  # POYO's window placement: said in the description
     }
     if model_path is not None:
         provenance["model_sha256"] = model_sha256(model_path)
@@ -465,10 +466,11 @@ def _build(
     description = (
         f"{variable} decoded from spiking activity by the {provenance['model_name']} model"
         + (f" (preset {provenance['preset']!r})" if "preset" in provenance else "")
+        + (f" with {provenance['context']} windows" if "context" in provenance else "")
         + f", written by spikeinterface-poyo {__version__}."
         + (" Samples the decoder could not cover are NaN." if not predictions.valid.all() else "")
     )
-    provenance = {k: v for k, v in provenance.items() if k != "dimension_names"}
+    provenance = {k: v for k, v in provenance.items() if k not in ("dimension_names", "context")}
     region = "Rows of the units table that fed the decoder."
     return DecodedBehavior(
         name=name,
@@ -1045,7 +1047,7 @@ def write_rates_to_nwb(
             raise ValueError(f"bin_size must be a positive number of seconds, got {bin_size}.")
     if masking is not None and not isinstance(masking, str):
         raise TypeError(f"masking must be a str (the scheme or prompt), got {type(masking).__name__}.")
-    behavior_only = ("decoded_variable", "dimension_names")  # a decoder's fields, not a rates model's
+    behavior_only = ("decoded_variable", "dimension_names", "context")  # a decoder's fields, not a rates model's
     provenance = {k: v for k, v in model_provenance(model, model_path).items() if k not in behavior_only}
     metrics_json = _metrics_json(metrics)
     return _write_series(

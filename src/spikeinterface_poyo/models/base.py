@@ -102,6 +102,16 @@ class BehaviorDecoder(ModelFamily):
     """Base of the model families that decode behaviour: a :class:`ModelFamily` that also
     provides :meth:`predict_segment`."""
 
+    #: The contexts (:data:`~spikeinterface_poyo.core.windows.CONTEXTS`) ``predict_segment`` can be
+    #: asked for with ``context=``; empty for a family whose placement is fixed.
+    contexts: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def context(self) -> str | None:
+        """The context the model decodes with by default (``"centred"`` or ``"causal"``); None for
+        a family that does not choose one."""
+        return None
+
     def predict_segment(
         self,
         tokens: SpikeTokens,
@@ -112,7 +122,9 @@ class BehaviorDecoder(ModelFamily):
         n_jobs=None,
         progress_bar: bool = False,
     ) -> np.ndarray:
-        """(T, D) predictions, in the behaviour's units, at sorted ``timestamps`` of one segment."""
+        """(T, D) predictions, in the behaviour's units, at sorted ``timestamps`` of one segment.
+
+        A family listing :attr:`contexts` also takes ``context=`` (None: its own)."""
         raise NotImplementedError
 
     @property

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..core.behavior import Behavior
 from ..core.spikes import sorting_to_tokens
+from ..core.windows import check_context
 
 
 def check_timestamps(timestamps, start: float, end: float, margin: float) -> np.ndarray:
@@ -37,6 +38,7 @@ def decode_behavior(
     batch_size: int = 16,
     progress_bar: bool = True,
     n_jobs: int | float | None = None,
+    context: str | None = None,
 ) -> Behavior | list[Behavior]:
     """Decode behaviour from a sorting with a trained model of any family.
 
@@ -65,6 +67,11 @@ def decode_behavior(
     n_jobs : int, float or None, default: None
         Forward passes run at once on a CPU, each single-threaded (-1: one per core); None
         takes SpikeInterface's global ``n_jobs``. Ignored on a GPU.
+    context : {"centred", "causal"} or None, default: None
+        Where the windows sit around each time (POYO): None decodes with the context the model
+        was trained with (``model.context``); naming the other one decodes that way on purpose
+        (a centred model read at the edge of its windows, or a causal one in the middle). In
+        causal context the first window of each segment, and times after its spikes, are NaN.
 
     Returns
     -------
@@ -86,6 +93,14 @@ def decode_behavior(
             "infer its rates with sip.infer_rates(sorting, model) and decode from them "
             "(sip.decode_from_rates), or decode with a behaviour decoder (POYO, wiener, mlp, gru)."
         )
+    options = {}
+    if context is not None:
+        if check_context(context) not in decoder.contexts:
+            raise ValueError(
+                f"A {type(decoder).__name__} model ({decoder.family!r} family) decodes with one fixed window "
+                "placement; context= chooses POYO's ('centred' or 'causal'). Leave it out for this model."
+            )
+        options["context"] = context
     session_id = decoder.resolve_session(sorting, session_id)
     info = decoder.behavior_description()
     rate = rate or info.get("rate") or 100.0
@@ -97,7 +112,7 @@ def decode_behavior(
             # a sorting without its recording ends at its last spike: allow a second past it
             t = check_timestamps(timestamps, tokens.start_time, tokens.end_time, max(decoder.window_length, 1.0))
         values = decoder.predict_segment(
-            tokens, t, session_id, batch_size=batch_size, n_jobs=n_jobs, progress_bar=progress_bar
+            tokens, t, session_id, batch_size=batch_size, n_jobs=n_jobs, progress_bar=progress_bar, **options
         )
         decoded.append(
             Behavior(

@@ -60,7 +60,9 @@ class ComputePoyoDecoding(AnalyzerExtension):
 
     Stored parameters (JSON): ``model_path`` (absolute), ``model_sha256``, ``session_id``,
     ``rate``, ``batch_size`` and ``timestamps_source`` ("given" or "sorting span"). The
-    timestamps themselves are stored as data, with the decoded values.
+    timestamps themselves are stored as data, with the decoded values; the data's
+    ``behavior_info`` also names the model's window placement (``context``: "centred" or
+    "causal" for POYO, None for families without a choice).
 
     Returns
     -------
@@ -170,6 +172,7 @@ class ComputePoyoDecoding(AnalyzerExtension):
             dimension_names=list(decoded.dimension_names),
             num_segments=num_segments,
             unit_ids=[str(u) for u in sorting.unit_ids],
+            context=model.fitted_decoder().context,  # POYO's window placement ("centred" / "causal"); None otherwise
         )
         return data
 

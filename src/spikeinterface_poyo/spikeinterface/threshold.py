@@ -66,44 +66,19 @@ def threshold_crossings(
         every other channel property of the recording (``brain_area``, ``group``...).
     """
     from spikeinterface.core import NumpySorting, get_noise_levels
-    from spikeinterface.core.base import minimum_spike_dtype
     from spikeinterface.core.job_tools import fix_job_kwargs
-    from spikeinterface.sortingcomponents.peak_detection import detect_peaks
 
     fs = recording.sampling_frequency
-    _check_arguments(threshold, freq_min, freq_max, refractory_ms, fs)
+    check_arguments(threshold, freq_min, freq_max, refractory_ms, fs)
     job_kwargs = fix_job_kwargs(job_kwargs)
-    traces = _filtered(recording, freq_min, freq_max) if filter else recording
+    traces = filtered(recording, freq_min, freq_max) if filter else recording
 
     if noise_levels is None:
         noise_levels = get_noise_levels(
             traces, return_in_uV=False, method="mad", random_slices_kwargs=dict(seed=seed), **job_kwargs
         )
-    noise_levels = np.asarray(noise_levels, dtype=np.float64)
-    if noise_levels.shape != (recording.get_num_channels(),):
-        raise ValueError(f"noise_levels needs one value per channel ({recording.get_num_channels()}).")
-    if np.any(noise_levels <= 0):
-        dead = recording.channel_ids[noise_levels <= 0]
-        warnings.warn(f"Channels {list(dead)} have zero noise (flat or dead); they never cross.", stacklevel=2)
-        noise_levels = np.where(noise_levels > 0, noise_levels, np.inf)
-
-    peaks = detect_peaks(
-        traces,
-        method="by_channel",
-        method_kwargs=dict(
-            peak_sign="neg" if threshold < 0 else "pos",
-            detect_threshold=abs(threshold),
-            exclude_sweep_ms=refractory_ms,
-            noise_levels=noise_levels,
-        ),
-        job_kwargs=job_kwargs,
-    )
-    order = np.lexsort((peaks["channel_index"], peaks["sample_index"], peaks["segment_index"]))
-    spikes = np.zeros(len(peaks), dtype=minimum_spike_dtype)
-    spikes["sample_index"] = peaks["sample_index"][order]
-    spikes["unit_index"] = peaks["channel_index"][order]
-    spikes["segment_index"] = peaks["segment_index"][order]
-
+    noise_levels = checked_noise_levels(noise_levels, recording)
+    spikes = detect_crossings(traces, threshold, refractory_ms, noise_levels, job_kwargs)
     sorting = NumpySorting(spikes, fs, recording.channel_ids)
     # registered so that spike times follow the recording's clock (t_start, time vectors)
     sorting.register_recording(recording)
@@ -121,7 +96,46 @@ def threshold_crossings(
     return sorting
 
 
-def _check_arguments(threshold, freq_min, freq_max, refractory_ms, fs) -> None:
+def checked_noise_levels(noise_levels, recording, warn: bool = True) -> np.ndarray:
+    """One noise level per channel as float64; a flat or dead channel's (0) made infinite, so that
+    it never crosses (with a warning)."""
+    noise_levels = np.asarray(noise_levels, dtype=np.float64)
+    if noise_levels.shape != (recording.get_num_channels(),):
+        raise ValueError(f"noise_levels needs one value per channel ({recording.get_num_channels()}).")
+    if np.any(noise_levels <= 0):
+        if warn:
+            dead = recording.channel_ids[noise_levels <= 0]
+            warnings.warn(f"Channels {list(dead)} have zero noise (flat or dead); they never cross.", stacklevel=3)
+        noise_levels = np.where(noise_levels > 0, noise_levels, np.inf)
+    return noise_levels
+
+
+def detect_crossings(traces, threshold: float, refractory_ms: float, noise_levels: np.ndarray, job_kwargs: dict):
+    """The crossings of (filtered) ``traces``: a spike vector (sample, channel as unit, segment),
+    sorted by segment, sample and channel."""
+    from spikeinterface.core.base import minimum_spike_dtype
+    from spikeinterface.sortingcomponents.peak_detection import detect_peaks
+
+    peaks = detect_peaks(
+        traces,
+        method="by_channel",
+        method_kwargs=dict(
+            peak_sign="neg" if threshold < 0 else "pos",
+            detect_threshold=abs(threshold),
+            exclude_sweep_ms=refractory_ms,
+            noise_levels=noise_levels,
+        ),
+        job_kwargs=job_kwargs,
+    )
+    order = np.lexsort((peaks["channel_index"], peaks["sample_index"], peaks["segment_index"]))
+    spikes = np.zeros(len(peaks), dtype=minimum_spike_dtype)
+    spikes["sample_index"] = peaks["sample_index"][order]
+    spikes["unit_index"] = peaks["channel_index"][order]
+    spikes["segment_index"] = peaks["segment_index"][order]
+    return spikes
+
+
+def check_arguments(threshold, freq_min, freq_max, refractory_ms, fs) -> None:
     if threshold == 0 or not np.isfinite(threshold):
         raise ValueError(f"threshold must be a non-zero multiple of the noise (e.g. -4.5), got {threshold}.")
     if refractory_ms * fs / 1000.0 < 1:
@@ -134,7 +148,8 @@ def _check_arguments(threshold, freq_min, freq_max, refractory_ms, fs) -> None:
         raise ValueError(f"freq_min={freq_min} Hz is above the Nyquist frequency of a {fs:g} Hz recording.")
 
 
-def _filtered(recording, freq_min: float, freq_max: float):
+def filtered(recording, freq_min: float = 300.0, freq_max: float = 6000.0):
+    """The recording band-pass filtered as :func:`threshold_crossings` filters it (lazily)."""
     from spikeinterface.preprocessing import bandpass_filter
 
     nyquist = recording.sampling_frequency / 2

@@ -21,6 +21,8 @@ class POYODecoder(DecoderEstimator):
         Name of the training session (namespaces its unit ids).
     device : str, torch.device or None, default: None
         CUDA when available, else the CPU.
+    context : {"centred", "causal"}, default: "centred"
+        Window placement of the model (see :func:`~spikeinterface_poyo.train_decoder`).
 
     Attributes
     ----------
@@ -36,14 +38,23 @@ class POYODecoder(DecoderEstimator):
 
     wraps_family = "poyo"
 
-    def __init__(self, preset: str = "small", config: TrainingConfig | None = None, session_id="session", device=None):
+    def __init__(
+        self,
+        preset: str = "small",
+        config: TrainingConfig | None = None,
+        session_id="session",
+        device=None,
+        context: str = "centred",
+    ):
         self.preset, self.config, self.session_id, self.device = preset, config, session_id, device
+        self.context = context
 
     def fit(self, sorting, behavior) -> POYODecoder:
         """Train on ``behavior`` (the time it covers) and the sorting's spikes; returns ``self``."""
         self.model_ = train_decoder(
-            sorting, behavior, self.preset, session_id=self.session_id, config=self.config, device=self.device
-        )
+            sorting, behavior, self.preset, session_id=self.session_id, context=self.context, config=self.config,
+            device=self.device,
+        )  # fmt: skip
         return self
 
     @classmethod
@@ -51,7 +62,7 @@ class POYODecoder(DecoderEstimator):
         """An estimator around a trained POYO (from :func:`load_model`, say)."""
         preset = model.meta.get("training", {}).get("preset", "small")
         sessions = model.session_emb.vocab[1:]
-        decoder = cls(preset=preset, session_id=sessions[0] if len(sessions) == 1 else "session")
+        decoder = cls(preset=preset, session_id=sessions[0] if len(sessions) == 1 else "session", context=model.context)
         decoder.model_ = model
         return decoder
 

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ...core.device import resolve_device
 from ...core.spikes import TokenType
+from ...core.windows import CONTEXTS, check_context
 from ..base import BehaviorDecoder, load_state_checked
 from .encoding import EncodingHead
 from .layers import ByteDropout, FeedForward, RotaryCrossAttention, RotarySelfAttention, VocabEmbedding
@@ -111,9 +112,17 @@ class POYO(BehaviorDecoder, nn.Module):
     encoding_head : bool, default: False
         Whether the model also has an :class:`~.encoding.EncodingHead` (spikes predicted from
         the latents, for masked self-supervised training); see :meth:`add_encoding_head`.
+    context : {"centred", "causal"}, default: "centred"
+        Where its windows sit around a prediction time, in training and decoding (see
+        :mod:`spikeinterface_poyo.core.windows`): ``"centred"`` reads each time near the middle of
+        overlapping windows (spikes after it are used); ``"causal"`` weighs in training the
+        queries in the last ``latent_step`` of each window most and decodes each time ``t`` from
+        the window ``[t - sequence_length, t)`` alone (closed-loop use,
+        :class:`~.streaming.StreamingDecoder`).
     """
 
     family = "poyo"
+    contexts = CONTEXTS
 
     def __init__(
         self,
@@ -134,10 +143,12 @@ class POYO(BehaviorDecoder, nn.Module):
         t_min: float = 1e-4,
         t_max: float = 2.0627,
         encoding_head: bool = False,
+        context: str = "centred",
     ):
         super().__init__()
         if sequence_length <= 0 or latent_step <= 0:
             raise ValueError("sequence_length and latent_step must be positive.")
+        check_context(context)
         self.config = dict(
             dim_out=int(dim_out),
             sequence_length=float(sequence_length),
@@ -157,6 +168,8 @@ class POYO(BehaviorDecoder, nn.Module):
         )
         if encoding_head:  # absent from older configurations and torch_brain's: they have no head
             self.config["encoding_head"] = True
+        if context != "centred":  # likewise: a folder without the key is a centred model
+            self.config["context"] = context
         self.sequence_length = float(sequence_length)
         self.latent_step = float(latent_step)
         self.num_latents_per_step = int(num_latents_per_step)
@@ -323,6 +336,11 @@ class POYO(BehaviorDecoder, nn.Module):
     def window_length(self) -> float:
         return self.sequence_length
 
+    @property
+    def context(self) -> str:
+        """``"centred"`` or ``"causal"``: where the model was trained to read a time in its window."""
+        return self.config.get("context", "centred")
+
     def get_config(self) -> dict:
         return {"architecture": self.config, "unit_vocab": self.unit_emb.vocab, "session_vocab": self.session_emb.vocab}
 
@@ -361,7 +379,9 @@ class POYO(BehaviorDecoder, nn.Module):
                     break
         return units
 
-    def predict_segment(self, tokens, timestamps, session_id, *, batch_size=16, n_jobs=None, progress_bar=False):
+    def predict_segment(
+        self, tokens, timestamps, session_id, *, batch_size=16, n_jobs=None, progress_bar=False, context=None
+    ):
         if "readout" in self.meta.get("training", {}).get("untrained", []):
             raise ValueError(
                 "This model was pretrained without behaviour (objective='masked'): its behaviour readout is "
@@ -369,8 +389,9 @@ class POYO(BehaviorDecoder, nn.Module):
                 "behavior, session_id='new', unlabelled='all')."
             )
         standardised = predict_tokens(
-            self, tokens, timestamps, session_id, batch_size=batch_size, progress_bar=progress_bar, n_jobs=n_jobs
-        )
+            self, tokens, timestamps, session_id, batch_size=batch_size, progress_bar=progress_bar, n_jobs=n_jobs,
+            context=context,
+        )  # fmt: skip
         stats = self.meta.get("normalization", {}).get(session_id)
         if stats is None:
             return standardised

@@ -16,6 +16,7 @@ from ..._version import __version__
 from ...core.intervals import inside
 from ...core.sessions import SessionSource, SessionStore, SessionSummary, as_source
 from ...core.spikes import sorting_fingerprint
+from ...core.windows import check_context
 from ...training.config import TrainingConfig
 from ...training.distributed import Distributed, init_distributed, shard
 from ...training.trainer import Trainer, steps_per_epoch
@@ -82,6 +83,7 @@ def pretrain(
     objective: str = "behavior",
     schemes="mtm",
     mask_ratio: float = 0.3,
+    context: str = "centred",
     config: TrainingConfig | None = None,
     max_sessions_in_memory: int | None = None,
     device=None,
@@ -120,6 +122,11 @@ def pretrain(
         (``brain_area``) fall back to neuron + causal masking.
     mask_ratio : float, default: 0.3
         Fraction of units (or bins) hidden by a mask.
+    context : {"centred", "causal"}, default: "centred"
+        Where the model reads behaviour in its windows, stored with it (``model.context``) and
+        used by decoding: ``"causal"`` weighs the behaviour in the last ``latent_step`` of each
+        window most in the loss and decodes each time from the spikes before it only (see
+        ``docs/streaming.md``).
     config : TrainingConfig or None
         How to train; by default :class:`TrainingConfig` with batch 32 and unit dropout 0.3.
     max_sessions_in_memory : int or None, default: None
@@ -140,6 +147,7 @@ def pretrain(
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
+    check_context(context)
     config, model_kwargs = TrainingConfig.split_kwargs(config, kwargs, PRETRAIN_DEFAULTS)
     sources = [as_source(item) for item in sessions]
     if not sources:
@@ -175,7 +183,7 @@ def pretrain(
         torch.manual_seed(config.seed)
         # a model that never sees behaviour gets a one-dimensional readout, replaced by finetune
         model = POYO.from_preset(preset, dim_out=dims.pop() if dims else 1, **model_kwargs,
-                                 encoding_head=objective != "behavior")  # fmt: skip
+                                 encoding_head=objective != "behavior", context=context)  # fmt: skip
         units = {s.session_id: s.unit_ids for s in corpus} | {d[0]: d[1] for d in described}
         for session_id in ids:
             model.unit_emb.extend_vocab(units[session_id])
@@ -211,6 +219,7 @@ def pretrain(
             "seed": config.seed,
             "sessions": ids,
             "objective": objective,
+            "context": context,
             "mode": "from_scratch" if len(ids) == 1 else "pretraining",
             "num_units": len(model.unit_emb) - 1,
             "train_seconds": train_seconds,
@@ -233,6 +242,7 @@ def train_decoder(
     preset: str = "small",
     *,
     session_id: str = "session",
+    context: str = "centred",
     config: TrainingConfig | None = None,
     device=None,
     **kwargs,
@@ -250,6 +260,10 @@ def train_decoder(
         Architecture from :data:`~spikeinterface_poyo.models.poyo.PRESETS`.
     session_id : str, default: "session"
         Namespace of the unit ids and name of the session embedding.
+    context : {"centred", "causal"}, default: "centred"
+        ``"causal"``: a decoder whose every prediction comes from the window of spikes before it
+        (for closed-loop use and :class:`~spikeinterface_poyo.StreamingDecoder`); see
+        :func:`pretrain`.
     config : TrainingConfig or None
         How to train; :class:`TrainingConfig`'s defaults (batch 16, unit dropout 0.1, 600 s,
         one-cycle AdamW at 2e-3) when None. On M1 hand velocity with 5 minutes of one core,
@@ -267,4 +281,4 @@ def train_decoder(
         fingerprint and the training record in ``model.meta``.
     """
     config, rest = TrainingConfig.split_kwargs(config, kwargs)
-    return pretrain([(sorting, behavior, session_id)], preset, config=config, device=device, **rest)
+    return pretrain([(sorting, behavior, session_id)], preset, context=context, config=config, device=device, **rest)
