@@ -238,3 +238,24 @@ def test_trials_from_movement_onsets_and_events():
     expected = np.array(onsets) + 0.6 / np.pi * np.arcsin(np.sqrt(level))
     assert len(found) == 3 and np.all(np.abs(found - expected) < 0.011)
     np.testing.assert_allclose(sip.trials_from_events(found, 0.1, 0.5)[:, 1] - found, 0.5)
+
+
+def test_cluster_trials_on_a_continuous_signal_finds_the_true_systems():
+    """Latents laid end to end as a Behavior (as decoded behaviour or inferred rates would be), with
+    the inputs as a second Behavior: the clusters are the generating systems."""
+    w, systems = random_mixture("small", 11, noise=0.2)
+    U, Y, labels = sample_trials(w, systems, 120, 60, 12)
+    bin_size, gap = 0.1, 20
+    starts = np.arange(120) * (60 + gap) * bin_size
+    t = np.arange(120 * (60 + gap)) * bin_size + bin_size / 2
+    values, drive = np.zeros((len(t), 1)), np.zeros((len(t), 1))
+    for i, s in enumerate(starts):
+        k = int(round(s / bin_size))
+        values[k : k + 60], drive[k : k + 60] = Y[i], U[i]
+    trials = np.column_stack([starts, starts + 60 * bin_size])
+    result = sip.cluster_trials(
+        sip.Behavior(t, values), trials, inputs=sip.Behavior(t, drive), bin_size=bin_size, n_pcs=None,
+        max_components=4, max_iter=60,
+    )  # fmt: skip
+    assert result.n_components == 3
+    assert clustering_accuracy(labels, result.labels) >= 0.95
