@@ -63,7 +63,7 @@ METHODS = {
 }
 
 
-def synthetic_run(setting, noise, n_train, n_test, length, seed) -> dict:
+def synthetic_run(setting, noise, n_train, n_test, length, seed, max_iter) -> dict:
     weights, systems = random_mixture(setting, seed, noise=noise)
     U, Y, _ = sample_trials(weights, systems, n_train, length, 1000 + seed)
     U_test, Y_test, labels_test = sample_trials(weights, systems, n_test, length, 2000 + seed)
@@ -74,7 +74,11 @@ def synthetic_run(setting, noise, n_train, n_test, length, seed) -> dict:
     for name, kwargs in METHODS.items():
         start = time.perf_counter()
         model = MoLDS(
-            cfg["n_components"], cfg["state_dim"], direct_term=cfg["direct_term"], random_state=seed, **{**EM, **kwargs}
+            cfg["n_components"],
+            cfg["state_dim"],
+            direct_term=cfg["direct_term"],
+            random_state=seed,
+            **{**EM, "max_iter": max_iter, **kwargs},
         ).fit(U, Y)
         seconds = time.perf_counter() - start
         errors = recovery_errors(weights, true, model.weights_, model.markov_parameters(lags))
@@ -83,6 +87,7 @@ def synthetic_run(setting, noise, n_train, n_test, length, seed) -> dict:
             "weight_error": errors["weight_error"],
             "em_iterations": model.n_iter_,
             "converged": bool(model.converged_),
+            "max_iter": model.max_iter,
             "test_accuracy": clustering_accuracy(labels_test, model.predict(U_test, Y_test)),
             "train_log_likelihood": model.log_likelihood_history_[-1],
             "seconds": seconds,
@@ -126,9 +131,9 @@ def summarise(runs: list[dict]) -> dict:
     table = {}
     for key in sorted({(r["setting"], r["noise"]) for r in runs}):
         rows = [r for r in runs if (r["setting"], r["noise"]) == key]
-        entry = {"seeds": len(rows)}
+        entry = {"seeds": len(rows), "max_iter": sorted({r["tensor_em"].get("max_iter", EM["max_iter"]) for r in rows})}
         for method in METHODS:
-            entry[method] = {}
+            entry[method] = {"converged": int(sum(r[method]["converged"] for r in rows))}
             for metric in ("markov_error", "weight_error", "em_iterations", "test_accuracy", "seconds"):
                 values = np.array([r[method][metric] for r in rows], dtype=float)
                 entry[method][metric] = {
@@ -150,8 +155,9 @@ def markdown(result: dict) -> str:
     if result["synthetic_summary"]:
         lines += [
             "## Synthetic settings (median over seeds; mean ± sample std in parentheses)\n",
-            "| setting | seeds | method | Markov error | weight error | EM iterations | held-out accuracy | s |",
-            "|---|---|---|---|---|---|---|---|",
+            "| setting | seeds | method | Markov error | weight error | EM iterations (cap) | converged | "
+            "held-out accuracy | s |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for row, entry in result["synthetic_summary"].items():
             for method in METHODS:
@@ -162,9 +168,12 @@ def markdown(result: dict) -> str:
                     std = f" ± {fmt.format(s['std'])}" if s["std"] is not None else ""
                     return f"{fmt.format(s['median'])} ({fmt.format(s['mean'])}{std})"
 
+                cap = METHODS[method].get("max_iter", "/".join(map(str, entry["max_iter"])))
+                converged = f"{m['converged']}/{entry['seeds']}" if cap else "–"
                 lines.append(
                     f"| {row} | {entry['seeds']} | {method} | {cell('markov_error')} | {cell('weight_error')} | "
-                    f"{cell('em_iterations', '{:.0f}')} | {cell('test_accuracy')} | {m['seconds']['median']:.1f} |"
+                    f"{cell('em_iterations', '{:.0f}')} ({cap}) | "
+                    f"{converged} | {cell('test_accuracy')} | {m['seconds']['median']:.1f} |"
                 )
         lines.append("\nWilcoxon signed-rank p, Tensor-EM against random EM (paired by seed):\n")
         for row, entry in result["synthetic_summary"].items():
@@ -195,6 +204,7 @@ def main():
     parser.add_argument("--parts", nargs="+", default=["synthetic", "real"], choices=["synthetic", "real"])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--settings", nargs="+", default=None, help="rows of SYNTHETIC to run, e.g. 'small:0.3'")
+    parser.add_argument("--max-iter", type=int, default=EM["max_iter"], help="EM iteration cap, the same for both EMs")
     parser.add_argument("--out", default=str(RESULTS / "molds"))
     parser.add_argument("--merge", nargs="+", default=None, help="result files of separate runs to join")
     args = parser.parse_args()
@@ -209,6 +219,7 @@ def main():
         merged["synthetic"] = [run for r in parts for run in r["synthetic"]]
         merged["real"] = [run for r in parts for run in r["real"]]
         merged["settings"]["synthetic"] = [row for r in parts for row in r["settings"]["synthetic"]]
+        merged["settings"]["em"] = [r["settings"]["em"] for r in parts]
         merged["synthetic_summary"] = summarise(merged["synthetic"])
         out.with_suffix(".json").write_text(json.dumps(merged, indent=1))
         out.with_suffix(".md").write_text(markdown(merged))
@@ -217,7 +228,9 @@ def main():
     rows = [r for r in SYNTHETIC if args.settings is None or f"{r[0]}:{r[1]}" in args.settings]
     result = {
         "commit": git_commit(), "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
-        "settings": {"synthetic": rows, "em": EM, "methods": METHODS, "seeds": args.seeds},
+        "settings": {
+            "synthetic": rows, "em": {**EM, "max_iter": args.max_iter}, "methods": METHODS, "seeds": args.seeds,
+        },
         "synthetic": [], "synthetic_summary": {}, "real": [],
     }  # fmt: skip
 
@@ -228,7 +241,7 @@ def main():
     if "synthetic" in args.parts:
         for setting, noise, n_train, n_test, length in rows:
             for seed in range(args.seeds):
-                run = synthetic_run(setting, noise, n_train, n_test, length, seed)
+                run = synthetic_run(setting, noise, n_train, n_test, length, seed, args.max_iter)
                 result["synthetic"].append({"setting": setting, "noise": noise, "seed": seed, **run})
                 result["synthetic_summary"] = summarise(result["synthetic"])
                 save()
