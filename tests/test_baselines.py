@@ -94,3 +94,58 @@ def test_binned_history_counts_spikes_causally():
     # columns lag-major: [bin0 u0, bin0 u1, bin1 u0, bin1 u1, bin2 u0, bin2 u1]; bin0 = (t - 0.05, t]
     np.testing.assert_array_equal(features[0], [2, 1, 1, 0, 0, 0])
     np.testing.assert_array_equal(features[1], [0, 0, 1, 0, 1, 1])
+
+
+def test_binned_history_appends_leads_after_the_history():
+    from spikeinterface.core import NumpySorting
+
+    fs = 1000.0
+    # unit 0 fires at 0.012, 0.063, 0.108 s; unit 1 at 0.095 and 0.13 s
+    sorting = NumpySorting.from_samples_and_labels([np.array([12, 63, 95, 108, 130])], [np.array([0, 0, 1, 0, 1])], fs)
+    features = binned_history(sorting, np.array([0.06]), bin_size=0.05, lags=1, leads=2)
+    # [history (0.01, 0.06] u0, u1 | lead 1 (0.06, 0.11] u0, u1 | lead 2 (0.11, 0.16] u0, u1]
+    np.testing.assert_array_equal(features[0], [1, 0, 2, 1, 0, 1])
+    causal = binned_history(sorting, np.array([0.11, 0.2]), bin_size=0.05, lags=3, leads=0)
+    np.testing.assert_array_equal(causal, binned_history(sorting, np.array([0.11, 0.2]), bin_size=0.05, lags=3))
+
+
+LOOK_AHEAD = {
+    "wiener": lambda: WienerFilter(lags=3, leads=2),
+    "mlp": lambda: MLPDecoder(lags=3, leads=2, max_epochs=2),
+    "gru": lambda: GRUDecoder(lags=3, leads=2, max_epochs=2, bidirectional=True),
+    "gru_forward": lambda: GRUDecoder(lags=3, leads=2, max_epochs=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOOK_AHEAD))
+def test_leads_look_ahead_and_round_trip(split, name, tmp_path):
+    sorting, train, test = split
+    decoder = LOOK_AHEAD[name]().fit(sorting, train)
+    cut = float(test.timestamps[len(test) // 2])  # spikes from here on removed
+    truncated = sorting.frame_slice(0, int(cut * sorting.sampling_frequency))
+    t = test.timestamps[test.timestamps < cut - 1e-6]
+    full = decoder.predict(sorting, t).values
+    cut_off = decoder.predict(truncated, t, session_id="session").values
+    far = t < cut - decoder.bin_size * decoder.leads - 1e-6  # look-ahead ends before the cut
+    np.testing.assert_allclose(full[far], cut_off[far], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(full[~far], cut_off[~far])  # the last leads bins before the cut do read ahead
+    assert decoder.window_length == pytest.approx(decoder.bin_size * 5)
+
+    folder = sip.save_model(decoder, tmp_path / "model")
+    loaded = sip.load_model(folder)
+    assert loaded.get_params()["leads"] == 2
+    assert loaded.get_params().get("bidirectional", False) == (name == "gru")
+    np.testing.assert_allclose(loaded.predict(sorting, t).values, full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [WienerFilter, MLPDecoder, GRUDecoder], ids=lambda c: c.__name__)
+def test_default_baselines_stay_causal(split, cls):
+    sorting, train, test = split
+    decoder = cls(**({} if cls is WienerFilter else {"max_epochs": 1})).fit(sorting, train)
+    cut = float(test.timestamps[len(test) // 2])
+    truncated = sorting.frame_slice(0, int(cut * sorting.sampling_frequency))
+    t = test.timestamps[test.timestamps < cut - 1e-6]
+    np.testing.assert_allclose(
+        decoder.predict(sorting, t).values, decoder.predict(truncated, t, session_id="session").values, rtol=1e-5,
+        atol=1e-6,
+    )  # fmt: skip

@@ -53,11 +53,15 @@ def binned_counts(sorting, timestamps, bin_size: float = 0.05, lags: int = 5, le
     return counts
 
 
-def binned_history(sorting, timestamps, bin_size: float = 0.05, lags: int = 5) -> np.ndarray:
-    """Causal counts flattened lag-major, most recent bin first: (T, lags * U), column
-    ``k * U + u`` being unit ``u`` in the bin ``(t - (k + 1) * bin_size, t - k * bin_size]``."""
-    counts = binned_counts(sorting, timestamps, bin_size, lags)
-    return np.ascontiguousarray(counts[:, ::-1]).reshape(len(counts), -1)
+def binned_history(sorting, timestamps, bin_size: float = 0.05, lags: int = 5, leads: int = 0) -> np.ndarray:
+    """Counts flattened lag-major: (T, (lags + leads) * U). The history comes first, most recent
+    bin first: column ``k * U + u`` (``k < lags``) is unit ``u`` in the bin
+    ``(t - (k + 1) * bin_size, t - k * bin_size]``. The ``leads`` bins after ``t`` follow, nearest
+    first: column ``(lags + j) * U + u`` is unit ``u`` in ``(t + j * bin_size, t + (j + 1) * bin_size]``.
+    With ``leads=0`` (the default) the features are causal."""
+    counts = binned_counts(sorting, timestamps, bin_size, lags, leads)
+    ordered = np.concatenate([counts[:, :lags][:, ::-1], counts[:, lags:]], axis=1)
+    return np.ascontiguousarray(ordered).reshape(len(counts), -1)
 
 
 def count_matrix(times: np.ndarray, units: np.ndarray, num_units: int, start: float, bin_size: float, num_bins: int):

@@ -6,7 +6,9 @@ decoded, run by the analyzer extension and the command line like POYO.
 - :class:`MLPDecoder` (``"mlp"``): a two-hidden-layer perceptron on the same kind of history.
 - :class:`GRUDecoder` (``"gru"``): a gated recurrent network run over the history bins in time order.
 
-All features are causal: the decoder at time ``t`` only sees spikes up to ``t``::
+By default the features are causal: the decoder at time ``t`` only sees spikes up to ``t``.
+``leads=`` adds bins after ``t`` (look-ahead, for comparisons with a centred decoder offline),
+and the GRU can run both ways over them (``bidirectional=True``)::
 
     decoder = MLPDecoder(seed=0).fit(sorting, train_behavior)
     decoded = decoder.predict(sorting, test_behavior.timestamps)  # a Behavior

@@ -73,7 +73,8 @@ class BaselineDecoder(DecoderEstimator, BehaviorDecoder):
     # ---- the model protocol -----------------------------------------------------------------
     @property
     def window_length(self) -> float:
-        return self.bin_size * self.lags
+        """Seconds of spikes around a decoded time that the features span (history and look-ahead)."""
+        return self.bin_size * (self.lags + getattr(self, "leads", 0))
 
     def session_units(self) -> dict[str, list[str]]:
         return {self.session_id_: self.unit_ids_} if hasattr(self, "unit_ids_") else {}

@@ -9,13 +9,18 @@ from .neural import NeuralDecoder
 
 
 class _GRU(nn.Module):
-    def __init__(self, num_units: int, hidden: int, dim_out: int, dropout: float):
+    def __init__(self, num_units: int, hidden: int, dim_out: int, dropout: float, bidirectional: bool = False,
+                 read_bin: int = -1):  # fmt: skip
         super().__init__()
         self.input_dropout = nn.Dropout(dropout)
-        self.gru = nn.GRU(num_units, hidden, batch_first=True)
-        self.readout = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, dim_out))
+        self.gru = nn.GRU(num_units, hidden, batch_first=True, bidirectional=bidirectional)
+        self.bidirectional, self.read_bin = bidirectional, read_bin
+        self.readout = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden * (1 + bidirectional), dim_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bidirectional:  # both directions' states at the bin ending at the decoded time
+            out, _ = self.gru(self.input_dropout(x))  # (B, bins, 2 * hidden)
+            return self.readout(out[:, self.read_bin])
         _, last = self.gru(self.input_dropout(x))  # last: (1, B, hidden), the state after the newest bin
         return self.readout(last[0])
 
@@ -25,8 +30,11 @@ class GRUDecoder(NeuralDecoder):
 
     The GRU reads the standardised square-root counts of the ``lags`` bins ending at
     the decoded time, oldest first (causal), and a linear readout maps its last state
-    to the standardised behaviour. Trained with AdamW and early stopping on the last
-    ``val_fraction`` of the training time.
+    to the standardised behaviour. With ``leads`` it also reads that many bins after the
+    decoded time; with ``bidirectional=True`` a second GRU runs from the newest bin back, and
+    the readout takes both directions' states at the bin ending at the decoded time (the
+    forward one has read the history, the backward one the look-ahead). Trained with AdamW and
+    early stopping on the last ``val_fraction`` of the training time.
 
     Parameters
     ----------
@@ -58,6 +66,11 @@ class GRUDecoder(NeuralDecoder):
         Defaults to CUDA when available, else CPU.
     session_id : str, default: "session"
         Name of the session it is fitted on.
+    leads : int, default: 0
+        Bins after the decoded time added to the inputs (look-ahead, for offline comparisons with
+        a centred decoder); 0 keeps the decoder causal.
+    bidirectional : bool, default: False
+        Run the GRU both ways over the bins (useful with ``leads``).
 
     Attributes
     ----------
@@ -85,8 +98,11 @@ class GRUDecoder(NeuralDecoder):
         seed: int = 0,
         device=None,
         session_id: str = "session",
+        leads: int = 0,
+        bidirectional: bool = False,
     ):
         super().__init__(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
 
     def _network(self, num_units: int, dim_out: int) -> nn.Module:
-        return _GRU(num_units, self.hidden, dim_out, self.dropout)
+        read_bin = max(self.lags - 1, 0)  # the bin ending at the decoded time
+        return _GRU(num_units, self.hidden, dim_out, self.dropout, bool(self.bidirectional), read_bin)

@@ -30,8 +30,8 @@ class MLPDecoder(NeuralDecoder):
     """Multi-layer perceptron on binned spike-count history.
 
     Inputs are the square-root counts of each unit in the ``lags`` bins ending at the
-    decoded time (causal), standardised per unit; targets are standardised per
-    dimension. Two hidden GELU layers with dropout, trained with AdamW and early
+    decoded time (causal), and in the ``leads`` bins after it when asked, standardised per
+    unit; targets are standardised per dimension. Two hidden GELU layers with dropout, trained with AdamW and early
     stopping on the last ``val_fraction`` of the training time.
 
     Parameters
@@ -64,6 +64,9 @@ class MLPDecoder(NeuralDecoder):
         Defaults to CUDA when available, else CPU.
     session_id : str, default: "session"
         Name of the session it is fitted on.
+    leads : int, default: 0
+        Bins after the decoded time added to the inputs (look-ahead, for offline comparisons with
+        a centred decoder); 0 keeps the decoder causal.
 
     Attributes
     ----------
@@ -97,8 +100,9 @@ class MLPDecoder(NeuralDecoder):
         seed: int = 0,
         device=None,
         session_id: str = "session",
+        leads: int = 0,
     ):
         super().__init__(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
 
     def _network(self, num_units: int, dim_out: int) -> nn.Module:
-        return _MLP(self.lags * num_units, self.hidden, dim_out, self.dropout)
+        return _MLP((self.lags + self.leads) * num_units, self.hidden, dim_out, self.dropout)

@@ -55,7 +55,7 @@ class SampleTask:
 class NeuralDecoder(BaselineDecoder):
     """Shared fitting of the neural baselines: features, standardisation, training.
 
-    Subclasses define :meth:`_network`, which maps (B, lags, U) standardised inputs, oldest
+    Subclasses define :meth:`_network`, which maps (B, lags + leads, U) standardised inputs, oldest
     bin first, to (B, D) standardised behaviour. Training is AdamW at a constant learning rate
     with early stopping on the validation R² of the last ``val_fraction`` of the samples.
     """
@@ -68,8 +68,8 @@ class NeuralDecoder(BaselineDecoder):
         raise NotImplementedError
 
     def _sqrt_history(self, tokens, timestamps: np.ndarray) -> np.ndarray:
-        """(T, lags, U) square-root counts, oldest bin first (sqrt evens out Poisson variance)."""
-        return np.sqrt(binned_counts(tokens, timestamps, self.bin_size, self.lags))
+        """(T, lags + leads, U) square-root counts, oldest bin first (sqrt evens out Poisson variance)."""
+        return np.sqrt(binned_counts(tokens, timestamps, self.bin_size, self.lags, self.leads))
 
     def _standardise(self, x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray((x - self.x_mean_) / self.x_scale_, dtype=np.float32))

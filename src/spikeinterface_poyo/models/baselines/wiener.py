@@ -1,4 +1,4 @@
-"""The Wiener filter: causal ridge regression on binned spike-count history."""
+"""The Wiener filter: causal ridge regression on binned spike-count history (with optional look-ahead)."""
 
 from __future__ import annotations
 
@@ -26,30 +26,39 @@ class WienerFilter(BaselineDecoder):
         Held-out part of the training data used to choose the penalty.
     session_id : str, default: "session"
         Name of the session it is fitted on.
+    leads : int, default: 0
+        Bins after the decoded time added to the features (look-ahead, for offline comparisons
+        with a centred decoder); 0 keeps the filter causal.
 
     Attributes
     ----------
     alpha_ : float
         The chosen penalty.
     coef_ : np.ndarray
-        (lags * U + 1, D) weights on the standardised counts (and the intercept, last).
+        ((lags + leads) * U + 1, D) weights on the standardised counts (and the intercept, last).
     """
 
     family = "wiener"
 
     def __init__(
-        self, bin_size=0.05, lags=5, alphas=(0.1, 1.0, 10.0, 100.0, 1000.0, 1e4), val_fraction=0.1, session_id="session"
+        self,
+        bin_size=0.05,
+        lags=5,
+        alphas=(0.1, 1.0, 10.0, 100.0, 1000.0, 1e4),
+        val_fraction=0.1,
+        session_id="session",
+        leads=0,
     ):
         self.bin_size, self.lags, self.alphas, self.val_fraction = bin_size, lags, tuple(alphas), val_fraction
-        self.session_id = session_id
+        self.session_id, self.leads = session_id, leads
 
     def _design(self, tokens, timestamps) -> np.ndarray:
-        x = binned_history(tokens, timestamps, self.bin_size, self.lags)
+        x = binned_history(tokens, timestamps, self.bin_size, self.lags, self.leads)
         x = (x - self.mean_) / self.scale_
         return with_intercept(x)
 
     def _fit_arrays(self, tokens, t, y) -> None:
-        raw = binned_history(tokens, t, self.bin_size, self.lags)
+        raw = binned_history(tokens, t, self.bin_size, self.lags, self.leads)
         self.mean_, self.scale_ = raw.mean(axis=0), raw.std(axis=0) + 1e-6
         x = with_intercept((raw - self.mean_) / self.scale_)
         cut = validation_cut(len(x), self.val_fraction)
