@@ -12,13 +12,22 @@ Measures, on the CPU (and on CUDA too when it is there):
   (``predict_tokens`` at 50 Hz, windows overlapping by half), one forward pass at a time on
   torch's threads (``n_jobs=1``) and one single-threaded pass per core (``n_jobs=-1``);
 - the same model configuration in torch_brain 0.2.1, on the same batch and with the
-  same initial weights, reported as ratios ours / theirs.
+  same initial weights, reported as ratios ours / theirs;
+- streaming (issue 16): the per-step latency of ``sip.StreamingDecoder`` with a causal model,
+  fed the sorting one hop at a time (the spikes of ``(t - hop, t]``, then the prediction at
+  ``t``), over ``--stream-duration`` seconds (an hour by default) at hops of 20 and 50 ms:
+  median, 99th percentile and maximum of the time each ``push`` takes, and FALCON's
+  ``normalized_latency`` (compute time over neural time). The steps of the first window, which
+  only wait for context, are left out of the percentiles.
 
 Step times, latencies and peak memory are measured by ``_speed_worker.py``, one fresh
 process per measurement (see its docstring for how peak memory is taken); torch_brain's
 side runs in its own interpreter (``--torch-brain-python``) and is reported as missing
 when that interpreter cannot import it. Medians over ``--repeats`` after 2 warm-up
-repeats. Writes benchmarks/results/speed.json and benchmarks/results/speed.md.
+repeats. Writes benchmarks/results/speed.json and benchmarks/results/speed.md; with
+``--parts``, only those sections are measured and the others are kept from the file.
+
+    .venv/bin/python benchmarks/speed.py --parts streaming --stream-duration 3600
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _provenance import machine
+from _provenance import git_commit, machine
 from safetensors.torch import load_file, save_file
 
 from spikeinterface_poyo.core.spikes import sorting_to_tokens
@@ -54,6 +63,8 @@ PRESETS = ["small", "poyo_1.3M"]
 WINDOW = 1.0
 QUERIES_PER_WINDOW = 100  # behaviour at 100 Hz
 DECODE_RATE = 50.0
+PARTS = ["tokenisation", "models", "decode", "streaming"]
+STREAM_HOPS = [0.02, 0.05]
 
 
 def make_sorting(num_units: int = 300, duration: float = 3600.0, rate: float = 10.0, seed: int = 0):
@@ -251,6 +262,45 @@ def bench_decode_hour(preset: str, tokens, device: str, n_jobs: int) -> dict:
     }
 
 
+def bench_streaming(preset: str, tokens, hop: float, device: str, duration: float) -> dict:
+    """Replay ``duration`` seconds of ``tokens`` into a :class:`StreamingDecoder` of an (untrained)
+    causal model of ``preset``, one hop per push, and time every push."""
+    from spikeinterface_poyo.models.poyo.streaming import StreamingDecoder
+
+    model = reference_model(preset, tokens)
+    model.config["context"] = "causal"  # the architecture is the same; only the window placement differs
+    model = model.to(device).eval()
+    start = tokens.start_time
+    stream = StreamingDecoder(model, hop=hop, start_time=start)
+    ids = np.asarray(stream.unit_ids)[tokens.unit_index]  # the replayed sorting's units are the model's
+    edges = start + hop * np.arange(1, int(round(min(duration, tokens.end_time - start) / hop)) + 1)
+    bounds = np.searchsorted(tokens.times, edges, side="left")
+    waiting = int(np.ceil(stream.window / hop - 1e-9)) - 1  # steps before the first full window: no forward pass
+    latencies, lo = np.empty(len(edges)), 0
+    for i, (end, hi) in enumerate(zip(edges, bounds)):
+        t0 = time.perf_counter()
+        out = stream.push(tokens.times[lo:hi], ids[lo:hi], end_time=end)
+        latencies[i] = time.perf_counter() - t0  # predictions come back as numpy: the device has finished
+        lo = hi
+        assert len(out.times) == 1, "one prediction per hop"
+    steps = latencies[waiting:]
+    return {
+        "preset": preset,
+        "device": device,
+        "hop_s": hop,
+        "window_s": stream.window,
+        "neural_time_s": stream.neural_time_s,
+        "torch_threads": torch.get_num_threads(),
+        "steps": len(steps),
+        "median_ms": float(np.median(steps) * 1e3),
+        "p99_ms": float(np.percentile(steps, 99) * 1e3),
+        "max_ms": float(steps.max() * 1e3),
+        "mean_spikes_per_window": float(len(tokens.times) / (tokens.end_time - start) * stream.window),
+        "normalized_latency": stream.normalized_latency,
+        "buffered_spikes_at_end": stream.buffered_spikes,
+    }
+
+
 def fmt(x, spec: str, scale: float = 1.0) -> str:
     return "-" if x is None else format(x * scale, spec)
 
@@ -263,27 +313,33 @@ def cell(res: dict | None, key: str, scale: float, spec: str, unit: str) -> str:
 
 
 def markdown(result: dict) -> str:
-    tok = result["tokenisation"]
     lines = [
         f"Machine: {result['machine']['processor']}, {result['machine']['cpu_threads']} torch threads; "
         f"torch {result['machine']['torch']}; torch_brain: "
         + (result["torch_brain"].get("version") or f"missing ({result['torch_brain'].get('reason')})"),
-        "",
-        f"Tokenisation ({tok['num_units']} units, {tok['duration_s'] / 3600:.2g} h, 10 Hz per unit):",
-        "",
-        "| spikes | windows | sorting_to_tokens | collate all windows | throughput |",
-        "|---|---|---|---|---|",
-        f"| {tok['num_spikes'] / 1e6:.1f} M | {tok['num_windows']} | {tok['sorting_to_tokens_s']:.2f} s "
-        f"| {tok['collate_s']:.2f} s | {tok['spikes_per_s'] / 1e6:.1f} M spikes/s |",
-        "",
-        f"Training step at batch {result['settings']['batch_size']} and one-window inference at batch 1 "
-        "(medians; peak = extra resident memory over the steps); ours / torch_brain 0.2.1 on the same batch:",
-        "",
-        "| preset | device | params | step ours | step torch_brain | step ratio | peak ours | peak torch_brain "
-        "| peak ratio | 1-window latency ours | latency torch_brain | max output diff |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for m in result["models"]:
+    tok = result.get("tokenisation")
+    if tok:
+        lines += [
+            "",
+            f"Tokenisation ({tok['num_units']} units, {tok['duration_s'] / 3600:.2g} h, 10 Hz per unit):",
+            "",
+            "| spikes | windows | sorting_to_tokens | collate all windows | throughput |",
+            "|---|---|---|---|---|",
+            f"| {tok['num_spikes'] / 1e6:.1f} M | {tok['num_windows']} | {tok['sorting_to_tokens_s']:.2f} s "
+            f"| {tok['collate_s']:.2f} s | {tok['spikes_per_s'] / 1e6:.1f} M spikes/s |",
+        ]
+    if result.get("models"):
+        lines += [
+            "",
+            f"Training step at batch {result['settings']['batch_size']} and one-window inference at batch 1 "
+            "(medians; peak = extra resident memory over the steps); ours / torch_brain 0.2.1 on the same batch:",
+            "",
+            "| preset | device | params | step ours | step torch_brain | step ratio | peak ours | peak torch_brain "
+            "| peak ratio | 1-window latency ours | latency torch_brain | max output diff |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+    for m in result.get("models", []):
         train, infer = m["train"], m["infer"]
         cells = [m["preset"], m["device"], f"{m['parameters'] / 1e6:.2f} M"]
         cells += [
@@ -302,10 +358,15 @@ def markdown(result: dict) -> str:
         ]
         cells += [fmt(m["max_abs_output_difference"], ".1e")]
         lines.append("| " + " | ".join(cells) + " |")
-    hours = tok["duration_s"] / 3600
-    lines += ["", f"Decoding the whole {hours:.2g} h (50 Hz, 1 s windows overlapping by half):", ""]
-    lines += ["| preset | device | forward passes at a time | time | faster than real time |", "|---|---|---|---|---|"]
-    for d in result["decode_hour"]:
+    if result.get("decode_hour"):
+        first = result["decode_hour"][0]
+        hours = first["timestamps"] / first["rate_hz"] / 3600
+        lines += ["", f"Decoding the whole {hours:.2g} h (50 Hz, 1 s windows overlapping by half):", ""]
+        lines += [
+            "| preset | device | forward passes at a time | time | faster than real time |",
+            "|---|---|---|---|---|",
+        ]
+    for d in result.get("decode_hour", []):
         passes = (
             f"1 ({d['torch_threads']} torch threads)"
             if d["n_jobs"] == 1
@@ -315,11 +376,28 @@ def markdown(result: dict) -> str:
             f"| {d['preset']} | {d['device']} | {passes}, batch {d['batch_size']} | {d['seconds']:.1f} s "
             f"| {d['realtime_factor']:.0f}× |"
         )
+    if result.get("streaming"):
+        first = result["streaming"][0]
+        lines += [
+            "",
+            f"Streaming (`sip.StreamingDecoder`, causal, one push per hop over {first['neural_time_s'] / 60:.0f} min "
+            f"of the sorting, {first['mean_spikes_per_window']:.0f} spikes per {first['window_s']:g} s window; "
+            "latency of each push, first window left out):",
+            "",
+            "| preset | device | torch threads | hop | steps | median | p99 | max | normalized_latency |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+    for r in result.get("streaming", []):
+        lines.append(
+            f"| {r['preset']} | {r['device']} | {r['torch_threads']} | {r['hop_s'] * 1e3:.0f} ms | {r['steps']} | "
+            f"{r['median_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['max_ms']:.1f} ms | {r['normalized_latency']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS, help="sections to measure")
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats per step/latency measurement")
     parser.add_argument("--tokenisation-repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -327,55 +405,74 @@ def main():
     parser.add_argument("--torch-brain-python", default=TORCH_BRAIN_PYTHON)
     parser.add_argument("--num-units", type=int, default=300)
     parser.add_argument("--duration", type=float, default=3600.0, help="seconds of simulated sorting")
-    parser.add_argument("--skip-decode", action="store_true", help="skip the one-hour decode")
+    parser.add_argument("--stream-duration", type=float, default=3600.0, help="seconds replayed into the stream")
+    parser.add_argument("--stream-hops", type=float, nargs="+", default=STREAM_HOPS, help="hops in seconds")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder of speed.json and speed.md")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    path = args.out / "speed.json"
+    # sections not measured now are kept from the file
+    result = json.loads(path.read_text()) if path.exists() and set(args.parts) != set(PARTS) else {}
 
     sorting = make_sorting(args.num_units, args.duration)
-    print("tokenisation ...", flush=True)
-    tokenisation = bench_tokenisation(sorting, args.tokenisation_repeats)
+    if "tokenisation" in args.parts:
+        print("tokenisation ...", flush=True)
+        result["tokenisation"] = bench_tokenisation(sorting, args.tokenisation_repeats)
     tokens = sorting_to_tokens(sorting)[0]
     torch_brain = torch_brain_status(args.torch_brain_python)
     print(f"torch_brain: {torch_brain}", flush=True)
 
-    models, decode_hour = [], []
+    models, decode_hour, streaming = [], [], []
     for device in devices:
         for preset in args.presets:
-            models.append(bench_model(preset, tokens, device, args, torch_brain))
-            for n_jobs in [] if args.skip_decode else [1] if device == "cuda" else [1, -1]:
+            if "models" in args.parts:
+                models.append(bench_model(preset, tokens, device, args, torch_brain))
+            for n_jobs in [] if "decode" not in args.parts else [1] if device == "cuda" else [1, -1]:
                 decode_hour.append(bench_decode_hour(preset, tokens, device, n_jobs))
                 print(f"  {preset} decode 1 h on {device}, n_jobs={n_jobs}: {decode_hour[-1]['seconds']:.1f} s")
-
-    result = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "settings": {
-            "repeats": args.repeats,
-            "warmup": 2,
-            "batch_size": args.batch_size,
-            "num_units": args.num_units,
-            "duration_s": args.duration,
-            "rate_hz_per_unit": 10.0,
-            "queries_per_window": QUERIES_PER_WINDOW,
-            "decode_rate_hz": DECODE_RATE,
-            "peak_memory": "CPU: resident high-water mark (VmHWM, reset through /proc/self/clear_refs) after the "
-            "steps minus resident memory before them, in a fresh process per measurement; ru_maxrss growth where "
-            "/proc is missing (see _speed_worker.py for why not ru_maxrss); CUDA: torch.cuda.max_memory_allocated",
-        },
-        "torch_brain": torch_brain,
-        "tokenisation": tokenisation,
-        "models": models,
-        "decode_hour": decode_hour,
-        "total_time_s": time.perf_counter() - t_start,
+            for hop in args.stream_hops if "streaming" in args.parts else []:
+                streaming.append(bench_streaming(preset, tokens, hop, device, args.stream_duration))
+                r = streaming[-1]
+                shown = f"median {r['median_ms']:.2f}, p99 {r['p99_ms']:.2f} ms, norm. {r['normalized_latency']:.3f}"
+                print(f"  {preset} streaming on {device}, hop {hop * 1e3:.0f} ms: {shown}", flush=True)
+    for part, measured in (("models", models), ("decode_hour", decode_hour), ("streaming", streaming)):
+        if measured:
+            result[part] = measured
+    settings = {
+        "repeats": args.repeats,
+        "warmup": 2,
+        "batch_size": args.batch_size,
+        "num_units": args.num_units,
+        "duration_s": args.duration,
+        "rate_hz_per_unit": 10.0,
+        "queries_per_window": QUERIES_PER_WINDOW,
+        "decode_rate_hz": DECODE_RATE,
+        "peak_memory": "CPU: resident high-water mark (VmHWM, reset through /proc/self/clear_refs) after the "
+        "steps minus resident memory before them, in a fresh process per measurement; ru_maxrss growth where "
+        "/proc is missing (see _speed_worker.py for why not ru_maxrss); CUDA: torch.cuda.max_memory_allocated",
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "speed.json").write_text(json.dumps(result, indent=2))
+    if "streaming" in args.parts:
+        settings["streaming"] = {"duration_s": args.stream_duration, "hops_s": args.stream_hops, "chunk": "one hop"}
+    result.update(
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        commit=git_commit(),
+        machine=machine(),
+        torch_brain=torch_brain,
+        total_time_s=time.perf_counter() - t_start,
+        parts_measured_last=args.parts,
+    )
+    result["settings"] = {**result.get("settings", {}), **settings}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
     table = markdown(result)
-    (RESULTS / "speed.md").write_text(table)
+    (args.out / "speed.md").write_text(table)
     print()
     print(table)
-    print(f"wrote {RESULTS / 'speed.json'} and {RESULTS / 'speed.md'} in {result['total_time_s']:.0f} s")
+    print(f"wrote {path} and {args.out / 'speed.md'} in {result['total_time_s']:.0f} s")
 
 
 if __name__ == "__main__":
