@@ -12,7 +12,8 @@ SpikeInterface, pynwb or torch is imported until then. Import hooks make
 The package is laid out as the pipeline (see ``docs/architecture.md``): ``core`` (behaviour,
 spikes, binning, windows, sessions, metrics), ``io`` (atomic writes, model folders, NWB),
 ``training`` (the loop), ``models`` (the protocol and the families: ``poyo``, ``baselines``, ``mtm``),
-``spikeinterface`` (analyzer extension, threshold crossings, widgets), ``simulation``, ``cli``.
+``spikeinterface`` (analyzer extension, threshold crossings, widgets), ``analysis`` (MoLDS trial
+clustering, bottleneck curves), ``simulation``, ``cli``.
 """
 
 from __future__ import annotations
@@ -83,12 +84,16 @@ _PUBLIC = {
     "push_recording_chunk": ".spikeinterface.streaming",
     "plot_decoded_behavior": ".spikeinterface.widgets",
     "plot_trial_clusters": ".spikeinterface.widgets",
+    "plot_bottleneck_curve": ".spikeinterface.widgets",
     "MoLDS": ".analysis.molds",
     "cluster_trials": ".analysis.molds",
     "trials_from_events": ".analysis.molds",
     "movement_onsets": ".analysis.molds",
     "event_inputs": ".analysis.molds",
     "label_information": ".analysis.molds",
+    "bottleneck_curve": ".analysis.bottleneck",
+    "BottleneckCurve": ".analysis.bottleneck",
+    "BottleneckDecoder": ".analysis.bottleneck",
     "simulate_session": ".simulation",
     "simulate_corpus": ".simulation",
     "simulate_recording": ".simulation",

@@ -1,5 +1,6 @@
-"""``plot_decoded_behavior``: decoded against true behaviour, in SpikeInterface's widget style
-(a :class:`~spikeinterface.widgets.base.BaseWidget` with a matplotlib backend)."""
+"""``plot_decoded_behavior``, ``plot_trial_clusters`` and ``plot_bottleneck_curve``, in
+SpikeInterface's widget style (a :class:`~spikeinterface.widgets.base.BaseWidget` with a matplotlib
+backend)."""
 
 from __future__ import annotations
 
@@ -129,3 +130,73 @@ class TrialClustersWidget(BaseWidget):
 
 
 plot_trial_clusters = TrialClustersWidget
+
+
+class BottleneckCurveWidget(BaseWidget):
+    """A bottleneck curve (:func:`~spikeinterface_poyo.bottleneck_curve`) as BrainBits draws it:
+    held-out R² against the bottleneck width k on a log axis, each seed faint and their mean bold,
+    the random baselines and the ceilings as dashed lines, the behaviour-only autoregressive
+    reference dotted.
+
+    Parameters
+    ----------
+    curve : BottleneckCurve
+        The result of :func:`~spikeinterface_poyo.bottleneck_curve`.
+    normalised : bool, default: False
+        Plot p(k), 0 at the baseline and 1 at the ceiling, instead of R² (the lines are then 0
+        and 1, and ``q`` is marked).
+    baseline, ceiling : str or None, default: None
+        Which baseline and ceiling normalise the curve (see :meth:`BottleneckCurve.p`).
+    q : float or None, default: 0.9
+        Mark k at this fraction of the way (the estimate, without its bootstrap); None: no mark.
+    backend : str or None, default: None
+        SpikeInterface widget backend (``"matplotlib"``).
+    **backend_kwargs
+        Passed to the backend (``figure``, ``axes``, ``figsize``...).
+    """
+
+    def __init__(self, curve, normalised: bool = False, baseline=None, ceiling=None, q: float | None = 0.9,
+                 backend=None, **backend_kwargs):  # fmt: skip
+        data_plot = dict(curve=curve, normalised=normalised, baseline=baseline, ceiling=ceiling, q=q)
+        BaseWidget.__init__(self, data_plot, backend=backend, **backend_kwargs)
+
+    def plot_matplotlib(self, data_plot, **backend_kwargs):
+        from spikeinterface.widgets.utils_matplotlib import make_mpl_figure
+
+        dp = to_attr(data_plot)
+        res = dp.curve
+        if backend_kwargs.get("axes") is None and backend_kwargs.get("ax") is None:
+            backend_kwargs["figsize"] = backend_kwargs.get("figsize") or (5.5, 4)
+        self.figure, self.axes, self.ax = make_mpl_figure(**backend_kwargs)
+        ax = self.ax
+        if dp.normalised:
+            seeds, mean = res.p_per_seed(dp.baseline, dp.ceiling), res.p(None, dp.baseline, dp.ceiling)
+            lines = [("baseline", 0.0, "tab:red"), ("ceiling", 1.0, "0.2")]
+        else:
+            seeds, mean = res.scores, res.scores.mean(axis=1)
+            reds, greys = ["tab:red", "tab:orange"], ["0.2", "0.55"]
+            lines = [(f"baseline: {n}", v.mean(), c) for (n, v), c in zip(res.baselines.items(), reds)]
+            lines += [(f"ceiling: {n}", v.mean(), c) for (n, v), c in zip(res.ceilings.items(), greys)]
+        for j in range(seeds.shape[1]):
+            ax.plot(res.ks, seeds[:, j], "o", color="tab:blue", alpha=0.3, ms=3)
+        label = f"{res.decoder}, {res.settings.get('bottleneck', 'learned')} W"
+        ax.plot(res.ks, mean, "o-", color="tab:blue", lw=1.8, label=label)
+        for label, value, color in lines:
+            ax.axhline(value, ls="--", lw=1.2, color=color, label=label)
+        if not dp.normalised and np.isfinite(res.reference):
+            ax.axhline(res.reference, ls=":", lw=1.2, color="tab:green", label="behaviour-only AR (reference)")
+        if dp.q is not None and res.baselines and res.ceilings:
+            k = res.k_at(dp.q, dp.baseline, dp.ceiling, n_boot=0).k
+            if np.isfinite(k):
+                ax.axvline(k, ls=":", lw=1, color="tab:blue")
+                ax.set_title(f"k_{round(100 * dp.q)} = {k:.3g}", fontsize=9, loc="left")
+        ax.set_xscale("log")
+        ax.set_xticks(res.ks)
+        ax.set_xticklabels([str(int(k)) for k in res.ks])
+        ax.set_xlabel("bottleneck width k")
+        ax.set_ylabel("p(k)" if dp.normalised else "held-out R²")
+        ax.legend(fontsize=7, loc="lower right")
+        self.figure.tight_layout()
+
+
+plot_bottleneck_curve = BottleneckCurveWidget

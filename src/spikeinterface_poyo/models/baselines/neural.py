@@ -67,6 +67,11 @@ class NeuralDecoder(BaselineDecoder):
     def _network(self, num_units: int, dim_out: int) -> nn.Module:
         raise NotImplementedError
 
+    def _build_network(self, x_train: torch.Tensor, dim_out: int) -> nn.Module:
+        """The network to train, given the standardised training inputs (a subclass can derive
+        fixed parts of it from them)."""
+        return self._network(x_train.shape[-1], dim_out)
+
     def _sqrt_history(self, tokens, timestamps: np.ndarray) -> np.ndarray:
         """(T, lags + leads, U) square-root counts, oldest bin first (sqrt evens out Poisson variance)."""
         return np.sqrt(binned_counts(tokens, timestamps, self.bin_size, self.lags, self.leads))
@@ -110,7 +115,7 @@ class NeuralDecoder(BaselineDecoder):
 
         self.device_ = resolve_device(self.device)
         torch.manual_seed(self.seed)
-        self.network_ = self._network(tokens.num_units, y.shape[1]).to(self.device_)
+        self.network_ = self._build_network(x[:cut], y.shape[1]).to(self.device_)
         task = SampleTask(
             self.network_, x[:cut].to(self.device_), z[:cut].to(self.device_), x[cut:], z[cut:].numpy(),
             self.batch_size, self._forward_all,

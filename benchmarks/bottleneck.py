@@ -1,0 +1,185 @@
+"""BrainBits bottleneck curves (issue 17): how many dimensions of the recording each decoder reads.
+
+For every dataset and decoder (the Wiener filter's linear form, the MLP, the GRU) a linear bottleneck
+``z_t = W x_t + b`` of width k is trained jointly with the decoder on the first 70 % of the samples
+(its last 10 % for early stopping) and scored by R² (mean over the behaviour's dimensions) on the last
+30 %, for k = 1, 2, 4, ... N and every seed; next to it, the random baselines (uniform noise in place
+of the inputs; spikes circularly shifted by at least 10 s against the behaviour), the ceilings (no
+bottleneck, the same budget; the identity bottleneck k = N, W = I) and the behaviour-only
+autoregressive reference (never used to normalise). See ``docs/bottleneck.md``.
+
+Datasets: M1 hand velocity (``m1_center_out.nwb``), hippocampus position on the linear track
+(``linear_track.nwb``, epochs tagged 'run'), and two simulations of known dimensionality: every unit
+cosine-tuned to a 2-D velocity (``simulated_2d``: two population directions), and the same with a
+slow population gain (``simulated_2d_gain``: two directions and the gain).
+
+Reported per row: k_50 and k_90 (the smallest k reaching 50 % / 90 % of the way from the noise
+baseline to the unbottlenecked ceiling, interpolated in log k) with 95 % bootstrap intervals over
+contiguous test blocks and seeds, p(1), p(2), the baselines, the ceilings and the reference.
+
+    .venv/bin/python benchmarks/bottleneck.py [--datasets m1_velocity ...] [--decoders wiener mlp gru] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/bottleneck.py --datasets simulated_2d --decoders wiener --ks 1 2 --seeds 0 \\
+        --max-epochs 5 --out /tmp/smoke   # a smoke run
+
+Writes ``bottleneck.json`` (every number, the commit and the settings), ``bottleneck.md`` and one PNG of
+curves per dataset (``bottleneck_<dataset>.png``, after the stem) into ``--out`` (default benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _provenance import git_commit, machine
+from decoding import REAL_DATASETS
+from decoding import load_dataset as load_real_dataset
+
+import spikeinterface_poyo as sip
+from spikeinterface_poyo.models.baselines import GRUDecoder, MLPDecoder, WienerFilter
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+RESULTS = Path(__file__).parent / "results"
+#: simulations of known dimensionality: name -> simulate_session arguments
+SIMULATED = {
+    "simulated_2d": dict(duration=600.0, num_units=60, seed=0, lag=0.0),
+    "simulated_2d_gain": dict(duration=600.0, num_units=120, seed=0, lag=0.0, firing_rates=(5.0, 30.0), gain_noise=1.0),
+}
+DATASETS = ["m1_velocity", "linear_track_position", *SIMULATED]
+#: the decoders, as in benchmarks/decoding.py (causal, 50 ms bins)
+DECODERS = {"wiener": WienerFilter, "mlp": MLPDecoder, "gru": GRUDecoder}
+
+
+def load(name: str, data_dir: Path):
+    """(sorting, behaviour, description) of one dataset."""
+    if name in SIMULATED:
+        sorting, behavior = sip.simulate_session(**SIMULATED[name])
+        return sorting, behavior, {"simulated": SIMULATED[name]}
+    return load_real_dataset(name, data_dir)
+
+
+def run(name: str, decoder: str, args) -> tuple[dict, sip.BottleneckCurve]:
+    sorting, behavior, description = load(name, args.data_dir)
+    training = {"max_epochs": args.max_epochs} if args.max_epochs else None
+    start = time.perf_counter()
+    curve = sip.bottleneck_curve(sorting, behavior, DECODERS[decoder](), ks=args.ks, seeds=args.seeds,
+                                 training=training, n_blocks=args.n_blocks)  # fmt: skip
+    seconds = time.perf_counter() - start
+    summary = curve.summary(n_boot=args.n_boot)
+    record = {
+        "dataset": description,
+        "num_units": len(curve.unit_ids),
+        "ks": curve.ks.tolist(),
+        "r2_per_seed": curve.scores.tolist(),
+        "baselines_per_seed": {k: v.tolist() for k, v in curve.baselines.items()},
+        "ceilings_per_seed": {k: v.tolist() for k, v in curve.ceilings.items()},
+        "p": curve.p().tolist(),
+        "summary": summary,
+        "settings": curve.settings,
+        "seconds": round(seconds, 1),
+    }
+    return record, curve
+
+
+def _k(entry: dict) -> str:
+    k, low, high = entry["k"], entry["low"], entry["high"]
+    if not np.isfinite(k):
+        return "not reached"
+    return f"{k:.2g} [{low:.2g}, {high:.2g}]" if np.isfinite(low) else f"{k:.2g}"
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "Held-out R² through a jointly trained linear bottleneck of width k (train on the first 70 %, test on the "
+        "last 30 %). k_q: smallest k reaching q of the way from the noise baseline to the unbottlenecked ceiling, "
+        "interpolated in log k, [95 % bootstrap interval over contiguous test blocks and seeds]. AR: behaviour-only "
+        f"autoregressive reference. Seeds {result['settings']['seeds']}; commit {result['commit']}; "
+        f"{result['machine']['processor']}, {result['machine']['device']}.",
+        "",
+        "| dataset | decoder | N | k_50 | k_90 | p(1) | p(2) | noise | shifted | ceiling (none) | identity | AR |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, decoders in result["datasets"].items():
+        for decoder, record in decoders.items():
+            s = record["summary"]
+            cells = [
+                name, decoder, str(record["num_units"]), _k(s["k_50"]), _k(s["k_90"]),
+                *(f"{s[key]:.2f}" if key in s else "-" for key in ("p(1)", "p(2)")),
+                *(f"{s['baselines'].get(b, np.nan):.3f}" for b in ("noise", "shifted")),
+                *(f"{s['ceilings'].get(c, np.nan):.3f}" for c in ("none", "identity")),
+                f"{s['reference']:.3f}",
+            ]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_dataset(name: str, curves: dict, out: Path, stem: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 4), squeeze=False)
+    for ax, (decoder, curve) in zip(axes[0], curves.items()):
+        sip.plot_bottleneck_curve(curve, ax=ax)
+        ax.set_title(f"{name}: {decoder}", fontsize=9, loc="right")
+    figure.tight_layout()
+    figure.savefig(out / f"{stem}_{name}.png", dpi=120)
+    plt.close(figure)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
+    parser.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=list(DECODERS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ks", type=int, nargs="+", default=None, help="bottleneck widths (default 1, 2, 4, ... N)")
+    parser.add_argument("--max-epochs", type=int, default=None, help="cap every run's epochs (default: the decoder's)")
+    parser.add_argument("--n-blocks", type=int, default=10, help="contiguous test blocks of the bootstrap")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--data-dir", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder of the result files")
+    parser.add_argument("--stem", default="bottleneck", help="name of the result files")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    result = {
+        "commit": git_commit(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {
+            **settings,
+            "simulated": SIMULATED,
+            "real": {k: REAL_DATASETS[k] for k in DATASETS if k in REAL_DATASETS},
+        },
+        "datasets": {},
+    }
+    for name in args.datasets:
+        curves = {}
+        for decoder in args.decoders:
+            record, curves[decoder] = run(name, decoder, args)
+            result["datasets"].setdefault(name, {})[decoder] = record
+            s = record["summary"]
+            print(f"{name:24s} {decoder:6s} k_50 {_k(s['k_50']):22s} k_90 {_k(s['k_90']):22s} "
+                  f"noise {s['baselines']['noise']:.3f} ceiling {s['ceilings']['none']:.3f} ({record['seconds']} s)",
+                  flush=True)  # fmt: skip
+            (args.out / f"{args.stem}.json").write_text(json.dumps(result, indent=1))  # after every run
+        plot_dataset(name, curves, args.out, args.stem)
+    (args.out / f"{args.stem}.md").write_text(markdown(result))
+    print(markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
