@@ -29,6 +29,11 @@ from .task import DecodingTask
 #: :func:`train_decoder`'s): larger batches and more unit dropout across many sessions.
 PRETRAIN_DEFAULTS = dict(batch_size=32, unit_dropout=0.3)
 
+#: :func:`train_decoder`'s recipes (see its ``recipe`` parameter).
+RECIPES = ("default", "fast")
+#: ``recipe="fast"``: the shipped model it starts from, its window (seconds) and learning rate.
+FAST_RECIPE = dict(model="poyo_small_sim_hc", sequence_length=0.5, lr=1e-3)
+
 
 def _corpus_summaries(store: SessionStore | None, mine: list[int], ctx: Distributed) -> list[SessionSummary]:
     """The summaries of every rank's sessions (a rank may have none), in corpus order, each once."""
@@ -243,6 +248,7 @@ def train_decoder(
     *,
     session_id: str = "session",
     context: str = "centred",
+    recipe: str = "default",
     config: TrainingConfig | None = None,
     device=None,
     **kwargs,
@@ -264,6 +270,17 @@ def train_decoder(
         ``"causal"``: a decoder whose every prediction comes from the window of spikes before it
         (for closed-loop use and :class:`~spikeinterface_poyo.StreamingDecoder`); see
         :func:`pretrain`.
+    recipe : {"default", "fast"}, default: "default"
+        ``"default"``: a ``preset`` model from a random initialisation. ``"fast"``, for a daily
+        recalibration where the training time is short: start from the weights of the shipped
+        ``poyo_small_sim_hc`` (a ``small`` model trained on simulated and rat hippocampus sessions,
+        never on this one), with new embeddings for this session's units and session and a 0.5 s
+        window (:data:`FAST_RECIPE`), and train every weight (:func:`finetune`'s ``"full"`` mode;
+        learning rate 1e-3 unless ``lr=`` is given, ``config.lr`` is not used). The preset must be
+        ``"small"``, and ``sequence_length=`` is the only architecture setting it takes. Chosen
+        for causal decoding on the validation part of the M1 session's training time by
+        ``benchmarks/recalibration.py`` (its choice and R² against training time:
+        ``benchmarks/results/recalibration.md``, and ``docs/streaming.md``).
     config : TrainingConfig or None
         How to train; :class:`TrainingConfig`'s defaults (batch 16, unit dropout 0.1, 600 s,
         one-cycle AdamW at 2e-3) when None. On M1 hand velocity with 5 minutes of one core,
@@ -278,7 +295,41 @@ def train_decoder(
     -------
     POYO
         The trained model, with its behaviour description, target statistics, the session's
-        fingerprint and the training record in ``model.meta``.
+        fingerprint and the training record in ``model.meta`` (after ``recipe="fast"``, the
+        shipped model's record with this session's ``finetuning`` entry and ``recipe`` added).
     """
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}.")
     config, rest = TrainingConfig.split_kwargs(config, kwargs)
+    if recipe == "fast":
+        return _warm_started(sorting, behavior, preset, session_id, context, config, device, kwargs.get("lr"), rest)
     return pretrain([(sorting, behavior, session_id)], preset, context=context, config=config, device=device, **rest)
+
+
+def _warm_started(sorting, behavior, preset, session_id, context, config, device, lr, architecture) -> POYO:
+    """``train_decoder(recipe="fast")``: the shipped model, read in ``context`` through a window of
+    ``FAST_RECIPE``'s length, finetuned in full on the session."""
+    from ..registry import load_model  # the registry imports the families, this one included
+    from .finetuning import finetune  # finetuning imports this module
+
+    check_context(context)
+    window = float(architecture.pop("sequence_length", FAST_RECIPE["sequence_length"]))
+    if not window > 0:
+        raise ValueError(f"sequence_length must be positive, got {window}.")
+    if preset != "small" or architecture:
+        raise ValueError(
+            f"recipe='fast' starts from the shipped 'small' model {FAST_RECIPE['model']!r} and keeps its architecture "
+            f"(a window, sequence_length=, may change); got preset={preset!r}"
+            + (f" and {sorted(architecture)}" if architecture else "")
+            + ". Use recipe='default' for another architecture."
+        )
+    model = load_model(FAST_RECIPE["model"], device=device)
+    # the architecture reads its window and context from these at every call: no weight depends on them
+    model.sequence_length = model.config["sequence_length"] = window
+    if context != "centred":
+        model.config["context"] = context
+    lr = FAST_RECIPE["lr"] if lr is None else lr
+    finetune(model, sorting, behavior, "full", session_id=session_id, lr=lr, config=config, device=device)
+    recipe = {"name": "fast", "model": FAST_RECIPE["model"], "sequence_length": window, "lr": lr}
+    model.meta["training"].update(context=context, recipe=recipe)
+    return model
