@@ -109,3 +109,56 @@ def test_real_m1_velocity_tiny_preset_quickly():
     model = sip.train_decoder(sorting, train, preset="tiny", max_epochs=6, max_time_s=None, progress_bar=False)
     decoded = sip.decode_behavior(sorting, model, timestamps=test.timestamps, progress_bar=False)
     assert sip.r2_score(test, decoded)["mean"] > 0.2
+
+
+class _SlowTask:
+    """A one-parameter regression whose every step takes ``seconds``; records the learning rate."""
+
+    score_name = "score"
+
+    def __init__(self, steps_per_epoch: int, seconds: float):
+        self.model = torch.nn.Linear(1, 1)
+        self.steps_per_epoch, self.seconds, self.lrs = steps_per_epoch, seconds, []
+        self.trainer = None
+
+    def start_epoch(self, rng):
+        pass
+
+    def loss(self, net, rng, step_in_epoch):
+        import time
+
+        time.sleep(self.seconds)
+        self.lrs.append(self.trainer.optimizer.param_groups[0]["lr"])
+        x = torch.ones(4, 1)
+        return ((net(x) - 1.0) ** 2).mean()
+
+    def validate(self):
+        return 0.0, 1
+
+    def identity(self):
+        return {}
+
+    def sampler_state(self):
+        return {}
+
+    def load_sampler_state(self, state):
+        pass
+
+
+def test_a_short_budget_refits_the_schedule_within_the_first_epoch():
+    """With 100 epochs of 50 steps planned but a budget of about 4 epochs, the warm-up must not span
+    the planned 500 steps: the schedule is re-fitted 20 steps in, so the first epoch reaches the peak
+    learning rate and the run anneals to (near) zero by its end."""
+    from spikeinterface_poyo.training.config import TrainingConfig
+    from spikeinterface_poyo.training.trainer import EARLY_REFIT_STEPS, Trainer
+
+    task = _SlowTask(steps_per_epoch=50, seconds=0.01)
+    config = TrainingConfig(max_epochs=100, max_time_s=2.0, lr=1e-2, progress_bar=False, patience=1000)
+    trainer = Trainer(task, config)
+    task.trainer = trainer
+    record = trainer.run()
+    lrs = np.array(task.lrs)
+    assert lrs[EARLY_REFIT_STEPS - 1] < 0.1 * 1e-2  # still on the planned 500-step warm-up
+    assert lrs[:50].max() > 0.9 * 1e-2  # re-fitted: the peak comes within the first epoch
+    assert 2 <= record["epochs"] <= 6 and record["stopped_by"] in ("schedule_end", "max_time_s")
+    assert lrs[-1] < 0.2 * 1e-2  # annealed by the end

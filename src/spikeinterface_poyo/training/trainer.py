@@ -26,6 +26,10 @@ from .optim import make_optimizer, one_cycle
 
 logger = logging.getLogger(__name__)
 
+#: Steps into the first epoch at which a time-budgeted one-cycle schedule is first re-fitted to the
+#: pace: until then it spans ``max_epochs``, whose warm-up alone can outlast a short budget.
+EARLY_REFIT_STEPS = 20
+
 
 class TrainingTask(Protocol):
     """What a model family provides to be trained.
@@ -154,6 +158,8 @@ class Trainer:
                 self.epoch_step_seconds += time.perf_counter() - tic
                 self.step += 1
                 self.step_in_epoch += 1
+                if self.epoch == 0 and self.step == EARLY_REFIT_STEPS < self.task.steps_per_epoch:
+                    self.refit_schedule(self.step)
                 bar.update(1)
                 if self.checkpoints is not None and self.step % self.checkpoint_every == 0:
                     self.save_checkpoint()
@@ -203,19 +209,27 @@ class Trainer:
         self.step_in_epoch, self.epoch_losses, self.epoch_step_seconds = 0, [], 0.0
         if not np.isfinite(val) or val > self.best_score:
             self.best_score, self.best_epoch, self.best_state = val, self.epoch, _clone_state(self.model)
-        elapsed = self.ctx.from_main(self.elapsed())  # rank 0's clock, so that all ranks stop together
+        elapsed = self.refit_schedule(self.epoch * self.task.steps_per_epoch)
         max_time_s = self.config.max_time_s
-        if max_time_s is not None and self.config.schedule == "one_cycle":
-            # re-fit the one-cycle schedule to the budget at the average pace so far, so the
-            # learning rate anneals before time runs out (and a slow first epoch costs little)
-            fitting = self.epoch + int((max_time_s - elapsed) / (elapsed / self.epoch))
-            self.schedule_total = min(self.config.max_epochs, max(self.epoch, fitting)) * self.task.steps_per_epoch
         if self.step >= self.schedule_total:
             self.stopped = "schedule_end"
         elif np.isfinite(val) and self.epoch - self.best_epoch >= self.config.patience:
             self.stopped = "early_stopping"
         elif max_time_s is not None and elapsed > max_time_s:
             self.stopped = "max_time_s"
+
+    def refit_schedule(self, steps_done: int) -> float:
+        """Re-fit a time-budgeted one-cycle schedule to the whole epochs that fit in the budget at the
+        average pace of the ``steps_done`` steps so far (validation included once an epoch has ended),
+        so the learning rate anneals before time runs out. Returns rank 0's elapsed time (every rank
+        uses the same clock, so all stop together)."""
+        elapsed = self.ctx.from_main(self.elapsed())
+        max_time_s = self.config.max_time_s
+        if max_time_s is not None and self.config.schedule == "one_cycle" and steps_done > 0:
+            fitting_steps = steps_done + (max_time_s - elapsed) / (elapsed / steps_done)
+            fitting = int(fitting_steps // self.task.steps_per_epoch)
+            self.schedule_total = min(self.config.max_epochs, max(self.epoch, 1, fitting)) * self.task.steps_per_epoch
+        return elapsed
 
     # -- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
