@@ -13,14 +13,15 @@ each of two contexts (``--contexts``):
 
 Hyper-parameters are chosen on the training time only. The last ``--val-fraction`` (15 %) of the
 training part is held out as a validation part; every point of a small grid per method (``GRIDS``:
-POYO's batch size and unit dropout, and in the centred context the overlap of its decoding
-windows; the Wiener filter's history; the MLP's and GRU's history and dropout) is trained on the
-first 85 % (``--select-seeds``, POYO with the budget ``--select-budget-s``), scored on the
-validation part, and the point with the best mean validation R² is kept. Then each seed
-(``--seeds``, five by default; the Wiener filter has no seed and runs once) trains on the whole
-training part with the chosen values and is scored on the test part, which no choice ever saw.
-POYO and the MLP/GRU also stop early on the last 10 % of whatever they train on (the Wiener filter
-picks its ridge penalty there).
+POYO's batch size and recipe, ``"default"`` or ``"fast"`` (a warm start from the shipped
+``poyo_small_sim_hc``, never trained on these sessions, with a 0.5 s window), and in the centred
+context the overlap of its decoding windows; the Wiener filter's history; the MLP's and GRU's
+history and dropout) is trained on the first 85 % (``--select-seeds``, POYO with the budget
+``--select-budget-s``), scored on the validation part, and the point with the best mean validation
+R² is kept. Then each seed (``--seeds``, five by default; the Wiener filter has no seed and runs
+once) trains on the whole training part with the chosen values and is scored on the test part,
+which no choice ever saw. POYO and the MLP/GRU also stop early on the last 10 % of whatever they
+train on (the Wiener filter picks its ridge penalty there).
 
 Each row (dataset, context) reports mean ± sample standard deviation (ddof=1) over seeds, and a
 test of the difference between its two best methods: Welch's t-test (unequal variances,
@@ -86,7 +87,7 @@ STOCHASTIC = {"poyo", "mlp", "gru"}
 #: hyper-parameter grids searched on the validation part (the rest stays at each method's default);
 #: the Wiener filter also picks its ridge penalty inside, on the last 10 % of what it is fitted on
 GRIDS = {
-    "poyo": {"batch_size": [16, 32], "unit_dropout": [0.1, 0.3]},
+    "poyo": {"batch_size": [16, 32], "recipe": ["default", "fast"]},
     "wiener": {"lags": [3, 5, 10]},
     "mlp": {"lags": [5, 10], "dropout": [0.1, 0.3, 0.5]},
     "gru": {"lags": [5, 10], "dropout": [0.1, 0.2, 0.4]},
