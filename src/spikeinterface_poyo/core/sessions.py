@@ -336,3 +336,8 @@ def resolve_session(session_units: dict[str, list[str]], fingerprints: dict, sor
             "of its units, or adapt the model to these units with sip.finetune."
         )
     return session_id
+
+
+def normalization(data) -> dict:
+    """Per-session target statistics (of :class:`SessionData` or summaries), JSON-ready."""
+    return {s.session_id: {"mean": np.asarray(s.mean).tolist(), "std": np.asarray(s.std).tolist()} for s in data}

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..._version import __version__
 from ...core.intervals import as_intervals, inside, overlap_seconds, total_seconds
-from ...core.sessions import SessionStore, describe_behavior, session_data
+from ...core.sessions import SessionStore, describe_behavior, normalization, session_data
 from ...core.spikes import sorting_fingerprint
 from ...training.config import TrainingConfig
 from ...training.distributed import init_distributed
@@ -27,7 +27,6 @@ from ...training.trainer import Trainer
 from .masked import MaskedSpikesTask, spike_sessions
 from .model import POYO
 from .task import DecodingTask
-from .training import normalization
 
 MODES = ("unit_identification", "full")
 #: The parts of the behaviour decoder; a model pretrained without behaviour has them untrained.

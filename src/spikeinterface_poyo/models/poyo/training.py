@@ -14,13 +14,14 @@ import torch
 
 from ..._version import __version__
 from ...core.intervals import inside
-from ...core.sessions import SessionSource, SessionStore, SessionSummary, as_source
+from ...core.sessions import SessionSource, SessionStore, SessionSummary, as_source, normalization
 from ...core.spikes import sorting_fingerprint
 from ...core.windows import check_context
 from ...training.config import TrainingConfig
 from ...training.distributed import Distributed, init_distributed, shard
 from ...training.trainer import Trainer, steps_per_epoch
 from ..masking import resolve_schemes
+from .finetuning import finetune
 from .masked import BIN_SIZE, JointTask, MaskedSpikesTask, spike_sessions
 from .model import POYO, PRESETS
 from .task import DecodingTask
@@ -41,11 +42,6 @@ def _corpus_summaries(store: SessionStore | None, mine: list[int], ctx: Distribu
     for indices, summaries in ctx.gather((mine, store.summaries_by_source() if store is not None else [])):
         by_source.update(zip(indices, summaries))
     return [s for i in sorted(by_source) for s in by_source[i]]
-
-
-def normalization(data) -> dict:
-    """Per-session target statistics (of :class:`SessionData` or summaries), JSON-ready."""
-    return {s.session_id: {"mean": np.asarray(s.mean).tolist(), "std": np.asarray(s.std).tolist()} for s in data}
 
 
 def fingerprints(data) -> dict:
@@ -310,7 +306,6 @@ def _warm_started(sorting, behavior, preset, session_id, context, config, device
     """``train_decoder(recipe="fast")``: the shipped model, read in ``context`` through a window of
     ``FAST_RECIPE``'s length, finetuned in full on the session."""
     from ..registry import load_model  # the registry imports the families, this one included
-    from .finetuning import finetune  # finetuning imports this module
 
     check_context(context)
     window = float(architecture.pop("sequence_length", FAST_RECIPE["sequence_length"]))
