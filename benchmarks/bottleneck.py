@@ -1,6 +1,6 @@
 """BrainBits bottleneck curves (issue 17): how many dimensions of the recording each decoder reads.
 
-For every dataset and decoder (the Wiener filter's linear form, the MLP, the GRU) a linear bottleneck
+For every dataset and decoder (the Wiener filter's linear form, the MLP, the GRU; POYO on request) a linear bottleneck
 ``z_t = W x_t + b`` of width k is trained jointly with the decoder on the first 70 % of the samples
 (its last 10 % for early stopping) and scored by R² (mean over the behaviour's dimensions) on the last
 30 %, for k = 1, 2, 4, ... N and every seed; next to it, the random baselines (uniform noise in place
@@ -17,9 +17,14 @@ Reported per row: k_50 and k_90 (the smallest k reaching 50 % / 90 % of the way 
 baseline to the unbottlenecked ceiling, interpolated in log k) with 95 % bootstrap intervals over
 contiguous test blocks and seeds, p(1), p(2), the baselines, the ceilings and the reference.
 
-    .venv/bin/python benchmarks/bottleneck.py [--datasets m1_velocity ...] [--decoders wiener mlp gru] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/bottleneck.py [--datasets m1_velocity ...] [--decoders wiener ... poyo] [--seeds 0 1 2]
     .venv/bin/python benchmarks/bottleneck.py --datasets simulated_2d --decoders wiener --ks 1 2 --seeds 0 \\
         --max-epochs 5 --out /tmp/smoke   # a smoke run
+
+POYO (``--decoders poyo``, not in the default set: it is far slower on a CPU) is
+``sip.BinnedPOYO``: a fresh POYO of ``--poyo-preset`` reading the k channels of each 50 ms bin
+as value tokens (``--poyo-placement latent`` squeezes its latent tokens instead: another
+quantity, see docs/bottleneck.md).
 
 Writes ``bottleneck.json`` (every number, the commit and the settings), ``bottleneck.md`` and one PNG of
 curves per dataset (``bottleneck_<dataset>.png``, after the stem) into ``--out`` (default benchmarks/results).
@@ -40,6 +45,7 @@ from decoding import REAL_DATASETS
 from decoding import load_dataset as load_real_dataset
 
 import spikeinterface_poyo as sip
+from spikeinterface_poyo.analysis.bottleneck import BinnedPOYO
 from spikeinterface_poyo.models.baselines import GRUDecoder, MLPDecoder, WienerFilter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -50,8 +56,10 @@ SIMULATED = {
     "simulated_2d_gain": dict(duration=600.0, num_units=120, seed=0, lag=0.0, firing_rates=(5.0, 30.0), gain_noise=1.0),
 }
 DATASETS = ["m1_velocity", "linear_track_position", *SIMULATED]
-#: the decoders, as in benchmarks/decoding.py (causal, 50 ms bins)
-DECODERS = {"wiener": WienerFilter, "mlp": MLPDecoder, "gru": GRUDecoder}
+#: the decoders, as in benchmarks/decoding.py (causal, 50 ms bins), and POYO on the same bins
+DECODERS = {"wiener": WienerFilter, "mlp": MLPDecoder, "gru": GRUDecoder, "poyo": BinnedPOYO}
+#: the decoders run when --decoders is not given
+DEFAULT_DECODERS = ["wiener", "mlp", "gru"]
 
 
 def load(name: str, data_dir: Path):
@@ -66,7 +74,9 @@ def run(name: str, decoder: str, args) -> tuple[dict, sip.BottleneckCurve]:
     sorting, behavior, description = load(name, args.data_dir)
     training = {"max_epochs": args.max_epochs} if args.max_epochs else None
     start = time.perf_counter()
-    curve = sip.bottleneck_curve(sorting, behavior, DECODERS[decoder](), ks=args.ks, seeds=args.seeds,
+    template = BinnedPOYO(preset=args.poyo_preset) if decoder == "poyo" else DECODERS[decoder]()
+    bottleneck = args.poyo_placement if decoder == "poyo" else "learned"
+    curve = sip.bottleneck_curve(sorting, behavior, template, ks=args.ks, seeds=args.seeds, bottleneck=bottleneck,
                                  training=training, n_blocks=args.n_blocks)  # fmt: skip
     seconds = time.perf_counter() - start
     summary = curve.summary(n_boot=args.n_boot)
@@ -135,7 +145,14 @@ def plot_dataset(name: str, curves: dict, out: Path, stem: str) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
-    parser.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=list(DECODERS))
+    parser.add_argument("--decoders", nargs="+", default=DEFAULT_DECODERS, choices=list(DECODERS))
+    parser.add_argument("--poyo-preset", default="small", help="architecture of POYO's fresh backbone")
+    parser.add_argument(
+        "--poyo-placement",
+        default="learned",
+        choices=["learned", "latent"],
+        help="POYO's bottleneck: W on the inputs as value tokens, or the squeeze of its latents",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ks", type=int, nargs="+", default=None, help="bottleneck widths (default 1, 2, 4, ... N)")
     parser.add_argument("--max-epochs", type=int, default=None, help="cap every run's epochs (default: the decoder's)")
@@ -168,10 +185,12 @@ def main(argv=None) -> dict:
     for name in args.datasets:
         curves = {}
         for decoder in args.decoders:
-            record, curves[decoder] = run(name, decoder, args)
-            result["datasets"].setdefault(name, {})[decoder] = record
+            # the latent squeeze's k is another quantity: its rows say so
+            label = "poyo (latent squeeze)" if decoder == "poyo" and args.poyo_placement == "latent" else decoder
+            record, curves[label] = run(name, decoder, args)
+            result["datasets"].setdefault(name, {})[label] = record
             s = record["summary"]
-            print(f"{name:24s} {decoder:6s} k_50 {_k(s['k_50']):22s} k_90 {_k(s['k_90']):22s} "
+            print(f"{name:24s} {label:6s} k_50 {_k(s['k_50']):22s} k_90 {_k(s['k_90']):22s} "
                   f"noise {s['baselines']['noise']:.3f} ceiling {s['ceilings']['none']:.3f} ({record['seconds']} s)",
                   flush=True)  # fmt: skip
             (args.out / f"{args.stem}.json").write_text(json.dumps(result, indent=1))  # after every run

@@ -1,8 +1,10 @@
 """BrainBits bottleneck curves: the bottleneck is strict, the Wiener form reaches the reduced-rank
 optimum, W = I is the decoder without a bottleneck, random baselines score nothing on real M1, a
 simulation with two tuning directions needs two dimensions (three with gain noise, which PCA
-misses), and every bad input is named."""
+misses), POYO takes the bottleneck as value tokens (and a squeeze of its latents, and a frozen
+pretrained backbone), and every bad input is named."""
 
+import copy
 import json
 
 import numpy as np
@@ -12,13 +14,15 @@ from conftest import shared_file
 from scipy.linalg import subspace_angles
 
 import spikeinterface_poyo as sip
-from spikeinterface_poyo.analysis.bottleneck import BottleneckDecoder, bottleneck_curve
+from spikeinterface_poyo.analysis.bottleneck import BinnedPOYO, BottleneckDecoder, bottleneck_curve
 from spikeinterface_poyo.analysis.bottleneck.curve import block_errors, block_sums, drawn_r2, k_reaching
+from spikeinterface_poyo.analysis.bottleneck.decoders import decoder_template
 from spikeinterface_poyo.analysis.bottleneck.layers import null_space
 from spikeinterface_poyo.core.metrics import r2_per_dimension
 from spikeinterface_poyo.core.spikes import single_segment_tokens
 from spikeinterface_poyo.models.baselines import GRUDecoder, MLPDecoder, WienerFilter
 from spikeinterface_poyo.models.baselines.common import training_samples, validation_cut
+from spikeinterface_poyo.models.poyo import POYO
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -28,7 +32,10 @@ TEMPLATES = {
     "wiener": lambda lags: WienerFilter(lags=lags),
     "mlp": lambda lags: MLPDecoder(lags=lags, hidden=64),
     "gru": lambda lags: GRUDecoder(lags=lags),
+    "poyo": lambda lags: BinnedPOYO("tiny", lags=lags),
 }
+#: POYO's tiny preset learns the cosine simulation in about 10 epochs at this rate and batch
+POYO_QUICK = dict(max_epochs=10, patience=5, lr=3e-3, batch_size=256)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +60,7 @@ def tuning_directions(sorting) -> np.ndarray:
 # ---- the bottleneck --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["wiener", "mlp", "gru"])
+@pytest.mark.parametrize("name", ["wiener", "mlp", "gru", "poyo"])
 def test_predictions_do_not_move_along_the_null_space_of_w(cosine, name):
     sorting, behavior = cosine
     tokens = single_segment_tokens(sorting)
@@ -98,7 +105,7 @@ def test_wiener_with_one_lag_reaches_the_reduced_rank_regression_optimum(cosine)
     assert best < np.mean(r2_per_dimension(z, fitted)) - 0.05  # rank 1 binds: a 2-D behaviour
 
 
-@pytest.mark.parametrize("name", ["wiener", "mlp", "gru"])
+@pytest.mark.parametrize("name", ["wiener", "mlp", "gru", "poyo"])
 def test_the_identity_bottleneck_is_the_decoder_without_one(cosine, name):
     sorting, behavior = cosine
     train, test = behavior.split(0.7)
@@ -197,6 +204,94 @@ def test_gain_noise_needs_a_third_dimension_which_pca_misses():
     assert pca.scores[0, 0] < noisy.scores[0, 0] - 0.2  # the same test samples
 
 
+# ---- POYO -------------------------------------------------------------------------------------
+
+
+def test_poyo_reads_two_tuning_directions_through_two_value_tokens(cosine):
+    sorting, behavior = cosine
+    curve = bottleneck_curve(sorting, behavior, TEMPLATES["poyo"](1), ks=(1, 2), seeds=(0,), baselines=("noise",),
+                             ceilings=("none",), reference=False, training=POYO_QUICK)  # fmt: skip
+    r1, r2 = curve.scores[:, 0]
+    # measured over training seeds 0-2: R²(1) 0.31-0.35, R²(2) 0.67-0.70, noise -0.08 to -0.06, ceiling 0.69-0.70,
+    # k_90 1.70-1.79, p(1) 0.50-0.54, angles 12-20 degrees
+    assert r2 > r1 + 0.2
+    assert r2 > curve.baselines["noise"][0] + 0.5
+    assert curve.k_at(0.9, n_boot=0).k <= 3
+    assert curve.p(1) < 0.8
+    assert curve.map_angles(2, tuning_directions(sorting)).max() < 30.0
+    assert curve.decoder == "poyo" and "BrainBits" in curve.settings["width"]
+
+
+@pytest.fixture(scope="module")
+def pretrained(cosine):
+    """A POYO trained on the first 70 % of the cosine session's binned counts (every unit a value
+    token, one lag)."""
+    sorting, behavior = cosine
+    return BinnedPOYO("tiny", lags=1, **POYO_QUICK).fit(sorting, behavior.split(0.7)[0]).network_.backbone
+
+
+def test_a_frozen_backbone_stays_bit_identical_and_only_w_and_the_channel_embeddings_train(cosine, pretrained):
+    sorting, behavior = cosine
+    train, test = behavior.split(0.7)
+    before = copy.deepcopy(pretrained.state_dict())
+    model = BottleneckDecoder(BinnedPOYO.around(pretrained, freeze_backbone=True), k=2, training=POYO_QUICK)
+    model.fit(sorting, train)
+    network = model.network_
+    trained = sorted(name for name, p in network.named_parameters() if p.requires_grad)
+    assert trained == ["bottleneck.linear.bias", "bottleneck.linear.weight", "network.values.channel",
+                       "network.values.value"]  # fmt: skip
+    for state in (network.network.backbone.state_dict(), pretrained.state_dict()):  # the copy and the original
+        assert state.keys() == before.keys()
+        assert all(torch.equal(state[name], before[name]) for name in before)
+    torch.manual_seed(model.seed)  # the initial weights, drawn as fit draws them
+    initial = model._build_network(torch.zeros(1, 1, 40), 2)
+    for name in trained:
+        assert not torch.equal(network.get_parameter(name), initial.get_parameter(name)), name
+    # the frozen POYO still decodes through two learned directions (0.68-0.69 measured over seeds 0-2)
+    assert sip.r2_score(test, model.predict(sorting, test.timestamps))["mean"] > 0.5
+
+
+def test_the_latent_squeeze_is_strict_and_labelled_as_another_quantity(cosine, pretrained):
+    sorting, behavior = cosine
+    tokens = single_segment_tokens(sorting)
+    model = BottleneckDecoder(pretrained, k=2, bottleneck="latent", training=dict(max_epochs=2)).fit(sorting, behavior)
+    assert model.map_ is None
+    squeeze = model.network_.squeeze
+    assert squeeze.down.weight.shape == (2, pretrained.dim)
+    x = model.features(tokens, behavior.timestamps[:300])
+    base = model.predict_features(x)
+    null = torch.from_numpy(null_space(squeeze.down.weight.detach().numpy()).astype(np.float32))  # (dim, dim - 2)
+    generator = torch.Generator().manual_seed(0)
+
+    def move(module, args):  # every latent moved far, where the squeeze does not look
+        (latents,) = args
+        return (latents + torch.randn(*latents.shape[:-1], null.shape[1], generator=generator) @ null.T * 3.0,)
+
+    hook = squeeze.register_forward_pre_hook(move)
+    try:
+        np.testing.assert_allclose(model.predict_features(x), base, atol=1e-4 * np.abs(base).max())
+        null = torch.linalg.qr(squeeze.down.weight.detach().T)[0]  # the same moves where it looks
+        assert np.abs(model.predict_features(x) - base).max() > 0.1 * np.abs(base).max()
+    finally:
+        hook.remove()
+
+    curve = bottleneck_curve(sorting, behavior, pretrained, ks=(1, 2), seeds=(0,), baselines=(), ceilings=(),
+                             bottleneck="latent", reference=False, training=dict(max_epochs=2))  # fmt: skip
+    assert curve.maps == {} and curve.scores.shape == (2, 1)
+    assert "latent token" in curve.settings["width"] and "not BrainBits' k" in curve.settings["width"]
+    assert json.loads(json.dumps(curve.settings))["decoder_params"]["model"]["dim"] == pretrained.dim
+    with pytest.raises(ValueError, match="latent-squeeze curve has no maps on the units"):
+        curve.unit_importance(2)
+
+
+def test_poyo_is_taken_by_name_as_a_model_or_as_an_estimator(pretrained):
+    assert decoder_template("poyo").get_params()["preset"] == "small"
+    assert decoder_template(sip.POYODecoder(preset="tiny")).preset == "tiny"
+    around = decoder_template(pretrained)
+    assert around.model is pretrained and around.lags == 1  # its bins fill the model's window
+    assert decoder_template(BinnedPOYO("tiny", lags=3)).get_params()["lags"] == 3
+
+
 # ---- the arithmetic --------------------------------------------------------------------------
 
 
@@ -225,28 +320,25 @@ def small():
     return sip.simulate_session(duration=60.0, num_units=8, seed=3)
 
 
-def test_widths_beyond_the_units_are_clipped_and_said(small):
+@pytest.mark.parametrize("name", ["wiener", "poyo"])
+def test_widths_beyond_the_units_are_clipped_and_said(small, name):
     sorting, behavior = small
     with pytest.warns(UserWarning, match=r"ks \[20, 50\] exceed the 8 units and are clipped to 8"):
-        curve = bottleneck_curve(sorting, behavior, WienerFilter(lags=1), ks=(2, 20, 50), seeds=(0,),
+        curve = bottleneck_curve(sorting, behavior, TEMPLATES[name](1), ks=(2, 20, 50), seeds=(0,),
                                  baselines=("noise",), ceilings=("none",), reference=False,
                                  training=dict(max_epochs=2), n_blocks=5)  # fmt: skip
     assert curve.ks.tolist() == [2, 8]
     with pytest.raises(ValueError, match="k = 9 is more than the 8 units"):
-        BottleneckDecoder("wiener", k=9, training=dict(max_epochs=1)).fit(sorting, behavior)
+        BottleneckDecoder(TEMPLATES[name](1), k=9, training=dict(max_epochs=1)).fit(sorting, behavior)
     with pytest.raises(ValueError, match="ks must be positive integers"):
         bottleneck_curve(sorting, behavior, "wiener", ks=(0, 2))
 
 
 def test_decoders_that_cannot_take_a_bottleneck_are_named(small):
     sorting, behavior = small
-    with pytest.raises(ValueError, match="POYO cannot take a bottleneck.*'gru', 'mlp', 'wiener'"):
-        bottleneck_curve(sorting, behavior, "poyo")
-    with pytest.raises(ValueError, match="POYO cannot take a bottleneck"):
-        bottleneck_curve(sorting, behavior, sip.POYODecoder())
     with pytest.raises(ValueError, match="A dict cannot take a bottleneck.*needs a decoder on binned counts"):
         bottleneck_curve(sorting, behavior, {"hidden": 64})
-    with pytest.raises(ValueError, match="Unknown decoder 'lstm'"):
+    with pytest.raises(ValueError, match=r"Unknown decoder 'lstm'.*\['gru', 'mlp', 'poyo', 'wiener'\]"):
         bottleneck_curve(sorting, behavior, "lstm")
     with pytest.raises(ValueError, match="already has a bottleneck"):
         bottleneck_curve(sorting, behavior, BottleneckDecoder("mlp"))
@@ -284,3 +376,27 @@ def test_bad_settings_are_named(small):
         BottleneckDecoder("gru", bottleneck="random").fit(sorting, behavior)
     with pytest.raises(ValueError, match="test_fraction must be in"):
         bottleneck_curve(sorting, behavior, "gru", test_fraction=1.0)
+
+
+def test_bad_poyo_settings_are_named(small, pretrained):
+    sorting, behavior = small
+    with pytest.raises(ValueError, match=r"ks \[33, 64\] exceed POYO's width dim = 32: a latent squeeze"):
+        bottleneck_curve(sorting, behavior, BinnedPOYO("tiny"), ks=(2, 33, 64), bottleneck="latent")
+    with pytest.raises(ValueError, match="latent squeeze of width k = 33 is more than POYO's width dim = 32"):
+        BottleneckDecoder(BinnedPOYO("tiny", lags=1), k=33, bottleneck="latent").fit(sorting, behavior)
+    with pytest.raises(ValueError, match="bottleneck='latent' squeezes POYO's latent tokens; a MLPDecoder has none"):
+        bottleneck_curve(sorting, behavior, "mlp", bottleneck="latent")
+    with pytest.raises(ValueError, match="freeze_backbone=True needs a pretrained POYO to freeze: pass model="):
+        bottleneck_curve(sorting, behavior, BinnedPOYO("tiny", freeze_backbone=True))
+    with pytest.raises(ValueError, match="Unknown preset 'huge'"):
+        bottleneck_curve(sorting, behavior, BinnedPOYO("huge"))
+    with pytest.raises(ValueError, match="model must be a POYO, got a MLPDecoder"):
+        bottleneck_curve(sorting, behavior, BinnedPOYO(model=MLPDecoder()))
+    with pytest.raises(ValueError, match=r"10 bins of 0.05 s span 0.5 s, more than the POYO's 0.05 s window"):
+        bottleneck_curve(sorting, behavior, BinnedPOYO(model=pretrained))
+    wider = POYO.from_preset("tiny", dim_out=3, sequence_length=0.05)
+    wider.session_emb.extend_vocab(["a", "b"])
+    with pytest.raises(ValueError, match=r"decodes 2 sessions and 'session' is none of them.*\['a', 'b'\]"):
+        bottleneck_curve(sorting, behavior, wider)
+    with pytest.raises(ValueError, match="reads out 3 dimensions and the behaviour has 2"):
+        BottleneckDecoder(BinnedPOYO.around(wider, session_id="a"), training=dict(max_epochs=1)).fit(sorting, behavior)

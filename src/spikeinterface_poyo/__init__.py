@@ -94,6 +94,7 @@ _PUBLIC = {
     "bottleneck_curve": ".analysis.bottleneck",
     "BottleneckCurve": ".analysis.bottleneck",
     "BottleneckDecoder": ".analysis.bottleneck",
+    "BinnedPOYO": ".analysis.bottleneck",
     "simulate_session": ".simulation",
     "simulate_corpus": ".simulation",
     "simulate_recording": ".simulation",

@@ -179,7 +179,8 @@ class BottleneckCurveWidget(BaseWidget):
             lines += [(f"ceiling: {n}", v.mean(), c) for (n, v), c in zip(res.ceilings.items(), greys)]
         for j in range(seeds.shape[1]):
             ax.plot(res.ks, seeds[:, j], "o", color="tab:blue", alpha=0.3, ms=3)
-        label = f"{res.decoder}, {res.settings.get('bottleneck', 'learned')} W"
+        placement = res.settings.get("bottleneck", "learned")
+        label = f"{res.decoder}, {'latent squeeze' if placement == 'latent' else placement + ' W'}"
         ax.plot(res.ks, mean, "o-", color="tab:blue", lw=1.8, label=label)
         for label, value, color in lines:
             ax.axhline(value, ls="--", lw=1.2, color=color, label=label)
@@ -193,7 +194,7 @@ class BottleneckCurveWidget(BaseWidget):
         ax.set_xscale("log")
         ax.set_xticks(res.ks)
         ax.set_xticklabels([str(int(k)) for k in res.ks])
-        ax.set_xlabel("bottleneck width k")
+        ax.set_xlabel("numbers per latent token k" if placement == "latent" else "bottleneck width k")
         ax.set_ylabel("p(k)" if dp.normalised else "held-out R²")
         ax.legend(fontsize=7, loc="lower right")
         self.figure.tight_layout()

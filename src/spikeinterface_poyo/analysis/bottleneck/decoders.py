@@ -1,10 +1,11 @@
 """The package's decoders with a bottleneck of width k between the binned input and their own layers.
 
-:class:`BottleneckDecoder` takes a baseline decoder (``"wiener"``, ``"mlp"``, ``"gru"`` or an
+:class:`BottleneckDecoder` takes a decoder (``"wiener"``, ``"mlp"``, ``"gru"``, ``"poyo"`` or an
 instance of one, whose settings it keeps) and trains it with ``z_t = W x_t + b`` in front, on the
 baselines' standardised square-root counts, through the baselines' own training loop. The Wiener
 filter has no layers to put a bottleneck before: with one it becomes its linear form trained by
-Adam, a reduced-rank regression.
+Adam, a reduced-rank regression. POYO reads the k channels as value tokens (:mod:`.poyo`), and
+can instead have its latent tokens squeezed (``bottleneck="latent"``, a different quantity).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from ...models.baselines import GRUDecoder, MLPDecoder, WienerFilter
 from ...models.baselines.neural import NeuralDecoder
 from ...training.config import TrainingConfig
 from .layers import MODES, Bottlenecked, LinearBottleneck, LinearReadout, identity_map, pca_map
+from .poyo import BinnedPOYO, as_binned_poyo
 
 #: Decoders that take a bottleneck, by name.
-SUPPORTED = {"wiener": WienerFilter, "mlp": MLPDecoder, "gru": GRUDecoder}
-#: Placements of the map: one of :data:`~.layers.MODES`, or no bottleneck at all.
-BOTTLENECKS = (*MODES, "none")
+SUPPORTED = {"wiener": WienerFilter, "mlp": MLPDecoder, "gru": GRUDecoder, "poyo": BinnedPOYO}
+#: Placements of the map: one of :data:`~.layers.MODES` (on the inputs), the squeeze of POYO's latent
+#: tokens, or no bottleneck at all.
+BOTTLENECKS = (*MODES, "latent", "none")
 #: What the decoder reads: the spikes, or uniform noise in their place (the random baseline).
 INPUTS = ("spikes", "noise")
 #: Settings of the training loop that ``training=`` may change.
@@ -36,14 +39,12 @@ LINEAR_TRAINING = dict(lr=1e-2, weight_decay=0.0, batch_size=256, max_epochs=100
 
 
 def decoder_template(decoder):
-    """A fresh, unfitted baseline decoder with the settings of ``decoder`` (a name or an instance)."""
-    family = decoder.lower() if isinstance(decoder, str) else getattr(decoder, "family", None)
-    if family == "poyo" or getattr(decoder, "wraps_family", None) == "poyo":
-        raise ValueError(
-            "POYO cannot take a bottleneck in this version (its value-token and latent placements are not built "
-            f"yet): bottleneck curves support the decoders {sorted(SUPPORTED)}, by name or as an instance of "
-            "WienerFilter, MLPDecoder or GRUDecoder."
-        )
+    """A fresh, unfitted decoder on binned counts with the settings of ``decoder`` (a name or an
+    instance; a POYO becomes a :class:`~.poyo.BinnedPOYO`)."""
+    poyo = as_binned_poyo(decoder)
+    if poyo is not None:
+        poyo.check_backbone()  # a backbone that cannot be built fails before any training
+        return poyo
     if isinstance(decoder, str):
         name = decoder.lower()
         if name not in SUPPORTED:
@@ -56,8 +57,17 @@ def decoder_template(decoder):
     raise ValueError(
         f"A {type(decoder).__name__} cannot take a bottleneck: the bottleneck goes between the binned counts and "
         "the decoder's layers, so it needs a decoder on binned counts. Pass one of "
-        f"{sorted(SUPPORTED)} or an instance of WienerFilter, MLPDecoder or GRUDecoder."
+        f"{sorted(SUPPORTED)}, an instance of WienerFilter, MLPDecoder or GRUDecoder, or a POYO (model or POYODecoder)."
     )
+
+
+def check_placement(template, bottleneck: str) -> None:
+    """Refuse the latent squeeze for a decoder that has no latent tokens."""
+    if bottleneck == "latent" and not isinstance(template, BinnedPOYO):
+        raise ValueError(
+            "bottleneck='latent' squeezes POYO's latent tokens; a "
+            f"{type(template).__name__} has none. Use decoder='poyo' (or a POYO model), or bottleneck='learned'."
+        )
 
 
 class BottleneckDecoder(NeuralDecoder):
@@ -65,28 +75,32 @@ class BottleneckDecoder(NeuralDecoder):
 
     At every bin (and every lag) the N standardised square-root counts ``x_t`` become
     ``z_t = W x_t + b`` with W of shape (k, N), and the decoder's own layers read ``z`` instead of
-    ``x``: the MLP flattens the bins of z, the GRU runs over them, and the Wiener filter maps them
-    linearly (a reduced-rank regression). W starts from ``nn.Linear``'s standard initialisation and
-    is trained with the decoder by the baselines' loop (AdamW, early stopping on the last
-    ``val_fraction`` of the training time).
+    ``x``: the MLP flattens the bins of z, the GRU runs over them, the Wiener filter maps them
+    linearly (a reduced-rank regression), and POYO reads channel j of each bin as a value token
+    at the bin centre (:class:`~.poyo.BinnedPOYO`). W starts from ``nn.Linear``'s standard
+    initialisation and is trained with the decoder by the baselines' loop (AdamW, early stopping
+    on the last ``val_fraction`` of the training time).
 
     Parameters
     ----------
-    decoder : {"wiener", "mlp", "gru"} or WienerFilter, MLPDecoder, GRUDecoder
+    decoder : {"wiener", "mlp", "gru", "poyo"}, WienerFilter, MLPDecoder, GRUDecoder, BinnedPOYO or a POYO
         The decoder, by name (its defaults) or as an instance whose settings (bins, lags, layers,
-        training) are kept.
+        training) are kept; a POYO model or a fitted ``POYODecoder`` is the backbone of a
+        :class:`~.poyo.BinnedPOYO` (with ``freeze_backbone=True``, pass a ``BinnedPOYO``).
     k : int, default: 2
-        Width of the bottleneck (at most the number of units).
-    bottleneck : {"learned", "identity", "pca", "none"}, default: "learned"
+        Width of the bottleneck (at most the number of units; for ``"latent"``, at most POYO's dim).
+    bottleneck : {"learned", "identity", "pca", "latent", "none"}, default: "learned"
         ``"learned"``: W trained with the decoder; ``"identity"``: W = I (k = N, the ceiling);
         ``"pca"``: W fixed to the first k principal axes of the training inputs (unsupervised);
-        ``"none"``: no bottleneck at all (the decoder as it is).
+        ``"latent"`` (POYO only): no W, every latent token of POYO squeezed to k numbers after its
+        encoder (the width of its internal channel, not BrainBits' k); ``"none"``: no bottleneck
+        at all (the decoder as it is).
     inputs : {"spikes", "noise"}, default: "spikes"
         ``"noise"`` replaces every input by uniform noise, before standardisation (the random
         baseline of BrainBits).
     training : dict or None, default: None
-        Changes to the training settings (keys of :data:`TRAINING_KEYS`). The MLP and GRU start
-        from their own settings, the Wiener filter's linear form from :data:`LINEAR_TRAINING`.
+        Changes to the training settings (keys of :data:`TRAINING_KEYS`). The MLP, GRU and POYO
+        start from their own settings, the Wiener filter's linear form from :data:`LINEAR_TRAINING`.
     seed : int, default: 0
         Seed of initialisation, shuffling, dropout and noise inputs (the decoder's own seed is
         not used).
@@ -115,9 +129,11 @@ class BottleneckDecoder(NeuralDecoder):
             raise ValueError(f"bottleneck must be one of {BOTTLENECKS}, got {self.bottleneck!r}.")
         if self.inputs not in INPUTS:
             raise ValueError(f"inputs must be one of {INPUTS}, got {self.inputs!r}.")
-        if self.bottleneck in ("learned", "pca") and (not isinstance(self.k, (int, np.integer)) or self.k < 1):
+        sized = self.bottleneck in ("learned", "pca", "latent")
+        if sized and (not isinstance(self.k, (int, np.integer)) or self.k < 1):
             raise ValueError(f"k must be a positive integer, got {self.k!r}.")
         template = decoder_template(self.decoder)
+        check_placement(template, self.bottleneck)
         params = template.get_params()
         changes = dict(self.training or {})
         unknown = sorted(set(changes) - set(TRAINING_KEYS))
@@ -148,6 +164,8 @@ class BottleneckDecoder(NeuralDecoder):
         num_units = x_train.shape[-1]
         if self.bottleneck == "none":
             return self._decoder_network(num_units, dim_out)
+        if self.bottleneck == "latent":  # every unit read, POYO's latents squeezed
+            return self.template_._network(num_units, dim_out, latent_width=int(self.k))
         width = num_units if self.bottleneck == "identity" else int(self.k)
         if width > num_units:
             raise ValueError(f"k = {width} is more than the {num_units} units; take k <= {num_units}.")
@@ -168,6 +186,11 @@ class BottleneckDecoder(NeuralDecoder):
     def _fit_arrays(self, tokens, t, y) -> None:
         self._resolve()
         super()._fit_arrays(tokens, t, y)
+
+    def _forward_all(self, x: torch.Tensor, chunk: int | None = None) -> np.ndarray:
+        # as many samples at a time as the decoder predicts itself (POYO's samples are windows of tokens)
+        chunk = chunk or getattr(self.template_, "predict_chunk", None)
+        return super()._forward_all(x) if chunk is None else super()._forward_all(x, chunk)
 
     # ---- what analyses read -----------------------------------------------------------------
     @property

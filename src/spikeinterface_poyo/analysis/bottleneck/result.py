@@ -32,7 +32,7 @@ class BottleneckCurve:
     Attributes
     ----------
     decoder : str
-        The decoder (``"wiener"``, ``"mlp"``, ``"gru"``).
+        The decoder (``"wiener"``, ``"mlp"``, ``"gru"``, ``"poyo"``).
     ks : np.ndarray
         (K,) bottleneck widths, increasing.
     seeds : list of int
@@ -51,14 +51,15 @@ class BottleneckCurve:
         Test R² of the behaviour-only autoregressive model (a reference line, never used to
         normalise); NaN when not computed.
     maps : dict of int to np.ndarray
-        Per k, the (S, k, N) maps W on the standardised inputs.
+        Per k, the (S, k, N) maps W on the standardised inputs (none for POYO's latent squeeze).
     y_test, predictions
         The test behaviour (T, D) and every run's predictions: ``predictions["curve"]`` is
         (K, S, T, D), ``predictions["baseline:noise"]``, ``predictions["ceiling:none"]``... (S, T, D).
     blocks : np.ndarray
         (T,) contiguous bootstrap block of each test sample.
     settings : dict
-        How the curve was computed (bottleneck, split, training, shift...).
+        How the curve was computed (bottleneck, what its k counts as ``width``, split, training,
+        shift...).
     """
 
     decoder: str
@@ -160,6 +161,8 @@ class BottleneckCurve:
 
     # ---- the maps ---------------------------------------------------------------------------
     def _map(self, k: int) -> np.ndarray:
+        if not self.maps and self.settings.get("bottleneck") == "latent":
+            raise ValueError("A latent-squeeze curve has no maps on the units: it squeezes POYO's latent tokens.")
         if k not in self.maps:
             raise ValueError(f"No map of width {k}; the curve has maps for k in {sorted(self.maps)}.")
         return self.maps[k]

@@ -14,11 +14,17 @@ from ...core.spikes import single_segment_tokens
 from ...models.baselines.common import training_samples
 from .controls import autoregressive_r2, circular_shift, draw_shift
 from .curve import contiguous_blocks
-from .decoders import TRAINING_KEYS, BottleneckDecoder, decoder_template
+from .decoders import TRAINING_KEYS, BottleneckDecoder, check_placement, decoder_template
 from .result import BottleneckCurve
 
 BASELINES = ("noise", "shifted")
 CEILINGS = ("none", "identity")
+#: What k counts, by placement of the bottleneck (recorded with every curve).
+WIDTHS = {
+    "learned": "channels of the input, z = W x + b with W learned (BrainBits' k)",
+    "pca": "channels of the input, z = W x + b with W the first k principal axes (unsupervised)",
+    "latent": "numbers per latent token of POYO (the width of its internal channel, not BrainBits' k)",
+}
 
 
 def default_ks(num_units: int) -> list[int]:
@@ -27,13 +33,17 @@ def default_ks(num_units: int) -> list[int]:
     return [*ks, num_units]
 
 
-def checked_ks(ks, num_units: int) -> np.ndarray:
-    """Sorted distinct widths; those above ``num_units`` clipped to it, with a warning."""
-    if ks is None:
-        return np.array(default_ks(num_units))
-    ks = np.atleast_1d(np.asarray(ks))
+def _widths(ks, default: int) -> np.ndarray:
+    """``ks`` as an array of positive integers; :func:`default_ks` of ``default`` when None."""
+    ks = np.array(default_ks(default)) if ks is None else np.atleast_1d(np.asarray(ks))
     if ks.size == 0 or not np.issubdtype(ks.dtype, np.integer) or (ks < 1).any():
         raise ValueError(f"ks must be positive integers (bottleneck widths), got {ks.tolist()}.")
+    return ks
+
+
+def checked_ks(ks, num_units: int) -> np.ndarray:
+    """Sorted distinct widths; those above ``num_units`` clipped to it, with a warning."""
+    ks = _widths(ks, num_units)
     if (ks > num_units).any():
         warnings.warn(
             f"ks {sorted(set(ks[ks > num_units].tolist()))} exceed the {num_units} units and are clipped to "
@@ -42,6 +52,26 @@ def checked_ks(ks, num_units: int) -> np.ndarray:
             stacklevel=3,
         )
     return np.unique(np.minimum(ks, num_units))
+
+
+def checked_latent_ks(ks, width: int) -> np.ndarray:
+    """Sorted distinct widths of a latent squeeze, refused above POYO's width (not clipped: they
+    are not widths of the input)."""
+    ks = _widths(ks, width)
+    if (ks > width).any():
+        raise ValueError(
+            f"ks {sorted(set(ks[ks > width].tolist()))} exceed POYO's width dim = {width}: a latent squeeze "
+            f"maps each latent token to k <= {width} numbers. Take ks <= {width}."
+        )
+    return np.unique(ks)
+
+
+def _json_params(template) -> dict:
+    """The decoder's settings, JSON-ready: a POYO backbone by its architecture."""
+    params = {k: v for k, v in template.get_params().items() if k != "device"}
+    if params.get("model") is not None:
+        params["model"] = params["model"].config
+    return params
 
 
 def _checked_names(names, allowed: tuple, what: str) -> list[str]:
@@ -94,15 +124,23 @@ def bottleneck_curve(
         The spikes (one segment).
     behavior : Behavior
         The behaviour to decode, on the spikes' clock.
-    decoder : {"gru", "mlp", "wiener"} or WienerFilter, MLPDecoder, GRUDecoder, default: "gru"
-        The decoder, by name or as an instance whose settings are kept.
+    decoder : {"gru", "mlp", "wiener", "poyo"}, an instance of one, or a POYO, default: "gru"
+        The decoder, by name or as an instance whose settings are kept (WienerFilter,
+        MLPDecoder, GRUDecoder, :class:`~.poyo.BinnedPOYO`). A POYO model or a fitted
+        ``POYODecoder`` is the backbone of a ``BinnedPOYO``; to train only W and the channel
+        embeddings of a pretrained POYO, pass ``BinnedPOYO(model=pretrained, freeze_backbone=True)``.
     ks : sequence of int or None
         Bottleneck widths; by default 1, 2, 4... and N. Widths above N are clipped to N (with a
-        warning).
+        warning); for ``bottleneck="latent"`` they are at most POYO's width (dim) and by default
+        1, 2, 4... dim.
     seeds : sequence of int, default: (0, 1, 2)
         Every run is repeated with each seed (initialisation, batches, dropout, noise, shift).
-    bottleneck : {"learned", "pca"}, default: "learned"
+    bottleneck : {"learned", "pca", "latent"}, default: "learned"
         ``"pca"`` fixes W to the first k principal axes of the training inputs (unsupervised).
+        ``"latent"`` (POYO only) has no W: every unit is read and each of POYO's latent tokens is
+        squeezed to k numbers after its encoder. That k is the width of POYO's internal channel,
+        a different quantity from BrainBits' k (the number of population directions read); the
+        curve then has no maps.
     baselines : sequence of {"noise", "shifted"}
         ``"noise"``: uniform noise in place of every input (BrainBits' baseline); ``"shifted"``:
         the spikes circularly shifted by at least ``min_shift_s`` against the behaviour (the
@@ -141,8 +179,9 @@ def bottleneck_curve(
     >>> curve.plot()
     """
     template = decoder_template(decoder)  # a decoder that cannot take a bottleneck fails first
-    if bottleneck not in ("learned", "pca"):
-        raise ValueError(f"bottleneck must be 'learned' or 'pca' for a curve, got {bottleneck!r}.")
+    if bottleneck not in WIDTHS:
+        raise ValueError(f"bottleneck must be one of {list(WIDTHS)} for a curve, got {bottleneck!r}.")
+    check_placement(template, bottleneck)
     baselines = _checked_names(baselines, BASELINES, "baselines")
     ceilings = _checked_names(ceilings, CEILINGS, "ceilings")
     seeds = [int(s) for s in np.atleast_1d(seeds)]
@@ -153,7 +192,7 @@ def bottleneck_curve(
     tokens = single_segment_tokens(sorting)
     t, y = training_samples(tokens, behavior)  # behaviour that does not overlap the spikes fails here
     num_units = tokens.num_units
-    ks = checked_ks(ks, num_units)
+    ks = checked_latent_ks(ks, template.width) if bottleneck == "latent" else checked_ks(ks, num_units)
     cut = int(round(len(t) * (1 - test_fraction)))
     blocks = contiguous_blocks(len(t) - cut, n_blocks)
     train, test = (t[:cut], y[:cut]), (t[cut:], y[cut:])
@@ -174,7 +213,7 @@ def bottleneck_curve(
             source = circular_shift(tokens, shifts[seed]) if name == "baseline:shifted" else tokens
             model.fit_samples(source, *train)
             predictions[name].append(model.predict_samples(source, test[0]))
-            if name == "curve":
+            if name == "curve" and model.map_ is not None:  # the latent squeeze has no map on the units
                 maps[k].append(model.map_)
             bar.update(1)
     bar.close()
@@ -187,7 +226,7 @@ def bottleneck_curve(
         return float(np.nanmean(r2_per_dimension(test[1], p)))
 
     return BottleneckCurve(
-        decoder=template.family,
+        decoder=getattr(template, "label", None) or template.family,
         ks=ks,
         seeds=seeds,
         unit_ids=[u.removeprefix(f"{tokens.session_id}/") for u in tokens.unit_ids],
@@ -196,19 +235,20 @@ def bottleneck_curve(
         ceilings={c: np.array([score(p) for p in stacked[f"ceiling:{c}"]]) for c in ceilings},
         # the reference reads as many past bins of behaviour as the decoder reads of spikes
         reference=autoregressive_r2(behavior, train, test, template.lags, template.bin_size) if reference else np.nan,
-        maps={k: np.stack(v) for k, v in maps.items()},
+        maps={k: np.stack(v) for k, v in maps.items() if v},
         y_test=test[1],
         predictions={"curve": curve, **stacked},
         blocks=blocks,
         settings=dict(
             bottleneck=bottleneck,
+            width=WIDTHS[bottleneck],
             test_fraction=test_fraction,
             n_blocks=n_blocks,
             train_samples=int(cut),
             test_samples=int(len(t) - cut),
             split_time_s=float(t[cut]),
             shifts_s={int(s): v for s, v in shifts.items()},
-            decoder_params={k: v for k, v in template.get_params().items() if k not in ("device",)},
+            decoder_params=_json_params(template),
             training={key: getattr(model, key) for key in TRAINING_KEYS},
         ),
     )

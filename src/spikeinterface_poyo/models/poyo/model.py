@@ -308,25 +308,81 @@ class POYO(BehaviorDecoder, nn.Module):
         if prompt_index is not None:
             latents = latents + self.encoding_head.prompt(prompt_index)
         latent_rotary = self.rotary_emb(latent_timestamps, turning_only)
-
-        latents = latents + self.enc_atn(latents, token_table, latent_rotary, token_rotary, input_mask, token_pair)
-        latents = latents + self.enc_ffn(latents)
-        for self_attn, feed_forward in self.proc_layers:
-            latents = latents + self.dropout(self_attn(latents, latent_rotary))
-            latents = latents + self.dropout(feed_forward(latents))
+        latents = self._encode(latents, latent_rotary, token_table, token_rotary, input_mask, token_pair)
 
         out = []
         if output_timestamps is not None:
-            queries = self.session_emb(session_index)[:, None, :].expand(-1, output_timestamps.shape[1], -1)
-            query_rotary = self.rotary_emb(output_timestamps, turning_only)
-            queries = queries + self.dec_atn(queries, latents, query_rotary, latent_rotary)
-            queries = queries + self.dec_ffn(queries)
-            out.append(self.readout(queries))
+            out.append(self._read_behavior(latents, latent_rotary, session_index, output_timestamps))
         if rate_unit_index is not None:
             rate_rotary = self.rotary_emb(rate_timestamps, turning_only)
             out.append(self.encoding_head(self.unit_emb(rate_unit_index), rate_rotary, latents, latent_rotary,
                                           prompt_index))  # fmt: skip
         return out[0] if len(out) == 1 else tuple(out)
+
+    def _encode(self, latents, latent_rotary, context, context_rotary, context_mask=None, context_index=None,
+                latent_map=None) -> Tensor:  # fmt: skip
+        """The latents after the encoder (cross-attention onto the context, then its feed-forward),
+        ``latent_map`` when given, and the self-attention blocks."""
+        latents = latents + self.enc_atn(latents, context, latent_rotary, context_rotary, context_mask, context_index)
+        latents = latents + self.enc_ffn(latents)
+        if latent_map is not None:
+            latents = latent_map(latents)
+        for self_attn, feed_forward in self.proc_layers:
+            latents = latents + self.dropout(self_attn(latents, latent_rotary))
+            latents = latents + self.dropout(feed_forward(latents))
+        return latents
+
+    def _read_behavior(self, latents, latent_rotary, session_index, output_timestamps) -> Tensor:
+        """(B, M, dim_out) standardised behaviour read by the session's queries at the output timestamps."""
+        queries = self.session_emb(session_index)[:, None, :].expand(-1, output_timestamps.shape[1], -1)
+        query_rotary = self.rotary_emb(output_timestamps, not torch.is_grad_enabled())
+        queries = queries + self.dec_atn(queries, latents, query_rotary, latent_rotary)
+        queries = queries + self.dec_ffn(queries)
+        return self.readout(queries)
+
+    def decode_embedded(
+        self,
+        token_embeddings: Tensor,
+        token_timestamps: Tensor,
+        session_index: Tensor,
+        output_timestamps: Tensor,
+        token_mask: Tensor | None = None,
+        latent_map=None,
+    ) -> Tensor:
+        """Behaviour decoded from tokens given as embeddings rather than as spikes.
+
+        The hook of analyses that feed POYO tokens of their own (the value tokens of
+        :mod:`spikeinterface_poyo.analysis.bottleneck.poyo`): the tokens enter the encoder's
+        cross-attention with rotary time exactly as spike tokens do, and the rest of the model
+        (latents, self-attention, output queries, readout) is unchanged.
+
+        Parameters
+        ----------
+        token_embeddings : Tensor
+            (B, N, dim) the tokens' content, in place of unit plus token-type embeddings.
+        token_timestamps : Tensor
+            (B, N) token times in seconds from the window start.
+        session_index : Tensor
+            (B,) session vocabulary index of the output queries.
+        output_timestamps : Tensor
+            (B, M) times to decode at, in seconds from the window start.
+        token_mask : Tensor or None
+            (B, N) True for real tokens.
+        latent_map : callable or None
+            Applied to the (B, L, dim) latents after the encoder (cross-attention and its
+            feed-forward), before the self-attention blocks; the result replaces them.
+
+        Returns
+        -------
+        Tensor
+            (B, M, dim_out) decoded behaviour, in the model's standardised units.
+        """
+        latent_index, latent_timestamps = self.latent_tokens(len(token_embeddings))
+        latent_rotary = self.rotary_emb(latent_timestamps, not torch.is_grad_enabled())
+        token_rotary = self.rotary_emb(token_timestamps, turning_only=True)
+        latents = self._encode(self.latent_emb(latent_index), latent_rotary, token_embeddings, token_rotary,
+                               token_mask, latent_map=latent_map)  # fmt: skip
+        return self._read_behavior(latents, latent_rotary, session_index, output_timestamps)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
