@@ -452,6 +452,24 @@ def choice_table(datasets: dict) -> str:
     return "\n".join(lines)
 
 
+def protocol_1_table(datasets: dict) -> str:
+    """The rows of the earlier protocol, kept as they were: POYO centred against causal baselines,
+    every method at its defaults (no choice on a validation part)."""
+    lines = [
+        "Earlier protocol (1), unlike contexts: POYO centred (spikes after each time too), the baselines "
+        "causal, every method at its defaults:",
+        "",
+        "| dataset | target | POYO budget | POYO small | Wiener | MLP | GRU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, d in datasets.items():
+        poyo = d["methods"].get("poyo")
+        budget = f"{poyo['settings']['max_time_s']:g} s" if poyo else "-"
+        cells = [name, d["target"], budget] + [format_cell(d["methods"].get(m)) for m in METHODS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # ---- writing and merging -----------------------------------------------------------------------
 
 
@@ -523,6 +541,8 @@ def _merge_and_write(datasets: dict, args) -> dict:
         f"Machine: {result['machine']['processor']}, {result['machine']['device']}.\n"
     )
     text = note + "\n" + markdown_table(merged) + "\n\nChosen on the validation part:\n\n" + choice_table(merged)
+    if earlier_protocol:
+        text += "\n\n" + protocol_1_table(earlier_protocol)
     (args.out / f"{args.stem}.md").write_text(text + "\n")
     return result
 
