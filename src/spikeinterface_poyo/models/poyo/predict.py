@@ -21,7 +21,7 @@ def _worker_count(n_jobs, device: torch.device) -> int:
     CPU; one on a GPU, which runs a batch's kernels in parallel by itself."""
     from spikeinterface.core.job_tools import fix_job_kwargs
 
-    if device.type != "cpu":
+    if device.type != "cpu" or n_jobs == 1:  # a stream asks for 1 at every push: no job-kwarg lookup
         return 1
     return max(1, int(fix_job_kwargs({} if n_jobs is None else {"n_jobs": n_jobs})["n_jobs"]))
 
