@@ -169,7 +169,7 @@ def run_worker(python: str, impl: str, mode: str, work: Path, device: str, threa
 def torch_brain_status(python: str) -> dict:
     """Whether ``python`` can import torch_brain, and its version."""
     if not Path(python).exists():
-        return {"available": False, "reason": f"no interpreter at {python}"}
+        return {"available": False, "reason": f"no interpreter at {_shown(python)}"}
     code = "import torch, torch_brain; print(torch_brain.__version__, torch.__version__)"
     proc = subprocess.run([python, "-c", code], capture_output=True, text=True)
     if proc.returncode != 0:
