@@ -118,12 +118,6 @@ def fit(method: str, sorting, train, seed, budget_s: float | None, args) -> tupl
         return model, {**record, "capped_s": budget_s}
     recipe = {**RECIPES, **CANDIDATES}[method]
     model, record = fit_poyo(sorting, train, "causal", recipe, seed, budget_s, args)
-    training = model.meta["training"]
-    if "recipe" in training:  # warm started: the record of this session's finetuning, not the shipped model's
-        stage = training["finetuning"][-1]["stages"][-1]
-        record.update({k: stage[k] for k in ("epochs", "best_epoch", "steps", "stopped_by")})
-        config = sip.TrainingConfig.split_kwargs(None, {**recipe, "seed": seed, "max_time_s": budget_s})[0]
-        record["hyperparameters"] = {**config.hyperparameters(), "lr": stage["lr"], "warm_start": training["recipe"]}
     return model, {**record, "budget_s": budget_s}
 
 

@@ -30,6 +30,9 @@ def test_the_fast_recipe_warm_starts_a_causal_half_second_decoder(session, fast_
     training = model.meta["training"]
     assert training["recipe"] == {"name": "fast", **FAST_RECIPE} and training["context"] == "causal"
     assert training["finetuning"][-1]["mode"] == "full" and training["finetuning"][-1]["session"] == "session"
+    stage = training["finetuning"][-1]["stages"][-1]  # the top level is this session's training, not the shipped one's
+    assert training["steps"] == stage["steps"] and training["hyperparameters"]["lr"] == FAST_RECIPE["lr"]
+    assert training["warm_start_from"]["steps"] != stage["steps"]
     assert len(model.unit_emb) - 1 > sorting.get_num_units()  # the shipped model's units are kept beside the new
     t = behavior.timestamps
     decoded = sip.decode_behavior(sorting, model, timestamps=t, progress_bar=False)  # the session is recognised

@@ -325,6 +325,12 @@ def _warm_started(sorting, behavior, preset, session_id, context, config, device
         model.config["context"] = context
     lr = FAST_RECIPE["lr"] if lr is None else lr
     finetune(model, sorting, behavior, "full", session_id=session_id, lr=lr, config=config, device=device)
+    # the record's top level describes this session's training, as after a start from scratch; the
+    # shipped model's own record moves under "warm_start_from"
+    training = model.meta["training"]
+    stage = {k: v for k, v in training["finetuning"][-1]["stages"][-1].items() if k not in ("stage", "trained", "lr")}
+    shipped = {k: training.pop(k) for k in [*stage, "history", "hyperparameters"] if k in training}
     recipe = {"name": "fast", "model": FAST_RECIPE["model"], "sequence_length": window, "lr": lr}
-    model.meta["training"].update(context=context, recipe=recipe)
+    hyperparameters = {**config.hyperparameters(), "lr": lr}
+    training.update(stage, hyperparameters=hyperparameters, context=context, recipe=recipe, warm_start_from=shipped)
     return model
