@@ -10,12 +10,16 @@ autoregressive reference (never used to normalise). See ``docs/bottleneck.md``.
 
 Datasets: M1 hand velocity (``m1_center_out.nwb``), hippocampus position on the linear track
 (``linear_track.nwb``, epochs tagged 'run'), and two simulations of known dimensionality: every unit
-cosine-tuned to a 2-D velocity (``simulated_2d``: two population directions), and the same with a
-slow population gain (``simulated_2d_gain``: two directions and the gain).
+cosine-tuned to a 2-D velocity (``simulated_2d``: two population directions), the same with a
+slow population gain (``simulated_2d_gain``: two directions and the gain), and with two slow
+internal-state latents unrelated to the behaviour on top, which carry more variance than it
+(``simulated_2d_gain_state``). ``--pca`` adds every decoder's curve through an unsupervised PCA
+bottleneck (W fixed to the first k principal axes of the training inputs).
 
-Reported per row: k_50 and k_90 (the smallest k reaching 50 % / 90 % of the way from the noise
+Reported per row: k_50, k_90 and k_95 (the smallest k reaching 50 % / 90 % / 95 % of the way from the noise
 baseline to the unbottlenecked ceiling, interpolated in log k) with 95 % bootstrap intervals over
-contiguous test blocks and seeds, p(1), p(2), the baselines, the ceilings and the reference.
+contiguous test blocks and seeds, p(1), p(2), p(3) (simulations: k = 3 is on their curves), the
+baselines, the ceilings and the reference.
 
     .venv/bin/python benchmarks/bottleneck.py [--datasets m1_velocity ...] [--decoders wiener ... poyo] [--seeds 0 1 2]
     .venv/bin/python benchmarks/bottleneck.py --datasets simulated_2d --decoders wiener --ks 1 2 --seeds 0 \\
@@ -46,6 +50,7 @@ from decoding import load_dataset as load_real_dataset
 
 import spikeinterface_poyo as sip
 from spikeinterface_poyo.analysis.bottleneck import BinnedPOYO
+from spikeinterface_poyo.analysis.bottleneck.sweep import default_ks
 from spikeinterface_poyo.models.baselines import GRUDecoder, MLPDecoder, WienerFilter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -54,6 +59,16 @@ RESULTS = Path(__file__).parent / "results"
 SIMULATED = {
     "simulated_2d": dict(duration=600.0, num_units=60, seed=0, lag=0.0),
     "simulated_2d_gain": dict(duration=600.0, num_units=120, seed=0, lag=0.0, firing_rates=(5.0, 30.0), gain_noise=1.0),
+    "simulated_2d_gain_state": dict(
+        duration=600.0,
+        num_units=120,
+        seed=0,
+        lag=0.0,
+        firing_rates=(5.0, 30.0),
+        gain_noise=1.0,
+        state_dims=2,
+        state_noise=0.7,
+    ),
 }
 DATASETS = ["m1_velocity", "linear_track_position", *SIMULATED]
 #: the decoders, as in benchmarks/decoding.py (causal, 50 ms bins), and POYO on the same bins
@@ -70,13 +85,16 @@ def load(name: str, data_dir: Path):
     return load_real_dataset(name, data_dir)
 
 
-def run(name: str, decoder: str, args) -> tuple[dict, sip.BottleneckCurve]:
+def run(name: str, decoder: str, args, pca: bool = False) -> tuple[dict, sip.BottleneckCurve]:
     sorting, behavior, description = load(name, args.data_dir)
     training = {"max_epochs": args.max_epochs} if args.max_epochs else None
+    ks = args.ks
+    if ks is None and name in SIMULATED:  # k = 3 resolves a third direction (the gain)
+        ks = sorted({3, *default_ks(sorting.get_num_units())})
     start = time.perf_counter()
     template = BinnedPOYO(preset=args.poyo_preset) if decoder == "poyo" else DECODERS[decoder]()
-    bottleneck = args.poyo_placement if decoder == "poyo" else "learned"
-    curve = sip.bottleneck_curve(sorting, behavior, template, ks=args.ks, seeds=args.seeds, bottleneck=bottleneck,
+    bottleneck = "pca" if pca else args.poyo_placement if decoder == "poyo" else "learned"
+    curve = sip.bottleneck_curve(sorting, behavior, template, ks=ks, seeds=args.seeds, bottleneck=bottleneck,
                                  training=training, n_blocks=args.n_blocks)  # fmt: skip
     seconds = time.perf_counter() - start
     summary = curve.summary(n_boot=args.n_boot)
@@ -110,15 +128,17 @@ def markdown(result: dict) -> str:
         f"autoregressive reference. Seeds {result['settings']['seeds']}; commit {result['commit']}; "
         f"{result['machine']['processor']}, {result['machine']['device']}.",
         "",
-        "| dataset | decoder | N | k_50 | k_90 | p(1) | p(2) | noise | shifted | ceiling (none) | identity | AR |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | decoder | N | k_50 | k_90 | k_95 | p(1) | p(2) | p(3) | noise | shifted | ceiling (none) | "
+        "identity | AR |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, decoders in result["datasets"].items():
         for decoder, record in decoders.items():
             s = record["summary"]
             cells = [
-                name, decoder, str(record["num_units"]), _k(s["k_50"]), _k(s["k_90"]),
-                *(f"{s[key]:.2f}" if key in s else "-" for key in ("p(1)", "p(2)")),
+                name, decoder, str(record["num_units"]),
+                *(_k(s[q]) if q in s else "-" for q in ("k_50", "k_90", "k_95")),
+                *(f"{s[key]:.2f}" if key in s else "-" for key in ("p(1)", "p(2)", "p(3)")),
                 *(f"{s['baselines'].get(b, np.nan):.3f}" for b in ("noise", "shifted")),
                 *(f"{s['ceilings'].get(c, np.nan):.3f}" for c in ("none", "identity")),
                 f"{s['reference']:.3f}",
@@ -153,6 +173,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=["learned", "latent"],
         help="POYO's bottleneck: W on the inputs as value tokens, or the squeeze of its latents",
     )
+    parser.add_argument("--pca", action="store_true", help="also run every decoder through a PCA bottleneck")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ks", type=int, nargs="+", default=None, help="bottleneck widths (default 1, 2, 4, ... N)")
     parser.add_argument("--max-epochs", type=int, default=None, help="cap every run's epochs (default: the decoder's)")
@@ -184,13 +205,14 @@ def main(argv=None) -> dict:
     }
     for name in args.datasets:
         curves = {}
-        for decoder in args.decoders:
+        for decoder, pca in [(d, pca) for d in args.decoders for pca in [False, True][: 1 + args.pca]]:
             # the latent squeeze's k is another quantity: its rows say so
             label = "poyo (latent squeeze)" if decoder == "poyo" and args.poyo_placement == "latent" else decoder
-            record, curves[label] = run(name, decoder, args)
+            label += " (PCA)" if pca else ""
+            record, curves[label] = run(name, decoder, args, pca)
             result["datasets"].setdefault(name, {})[label] = record
             s = record["summary"]
-            print(f"{name:24s} {label:6s} k_50 {_k(s['k_50']):22s} k_90 {_k(s['k_90']):22s} "
+            print(f"{name:24s} {label:12s} k_50 {_k(s['k_50']):22s} k_90 {_k(s['k_90']):22s} "
                   f"noise {s['baselines']['noise']:.3f} ceiling {s['ceilings']['none']:.3f} ({record['seconds']} s)",
                   flush=True)  # fmt: skip
             (args.out / f"{args.stem}.json").write_text(json.dumps(result, indent=1))  # after every run

@@ -25,12 +25,14 @@ FINE_RATE = 1000.0  # spikes are drawn on a 1 ms grid
 CHUNK = 20000  # rows of the 1 ms grid drawn at a time, to bound memory
 
 
-def simulate_velocity(duration: float, rate: float, rng: np.random.Generator, timescale: float = 0.4) -> np.ndarray:
-    """Smooth 2-D velocity (T, 2): an Ornstein-Uhlenbeck process with unit variance."""
+def simulate_velocity(
+    duration: float, rate: float, rng: np.random.Generator, timescale: float = 0.4, dims: int = 2
+) -> np.ndarray:
+    """Smooth velocity (T, dims), 2-D by default: an Ornstein-Uhlenbeck process with unit variance."""
     n = int(round(duration * rate))
     dt = 1.0 / rate
     decay = np.exp(-dt / timescale)
-    noise = rng.normal(size=(n, 2)) * np.sqrt(1 - decay**2)
+    noise = rng.normal(size=(n, dims)) * np.sqrt(1 - decay**2)
     return lfilter([1.0], [1.0, -decay], noise, axis=0)
 
 
@@ -204,18 +206,29 @@ def unit_rates(
 
 
 def draw_spikes(
-    position, velocity, tuning, num_rows: int, rng, gain_noise: float, plan=None
+    position, velocity, tuning, num_rows: int, rng, gain_noise: float, plan=None, state_noise: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Poisson spike counts on the 1 ms grid, drawn chunk by chunk; returns (bins, units) per spike."""
+    """Poisson spike counts on the 1 ms grid, drawn chunk by chunk; returns (bins, units) per spike.
+
+    With ``state_noise`` the tuning holds ``state_loading`` (U, S): each unit's loadings on S slow
+    internal-state latents.
+    """
     log_gain = None
     if gain_noise > 0:  # a slow population-wide gain fluctuation unrelated to behaviour
         log_gain = simulate_velocity(num_rows / FINE_RATE, FINE_RATE, rng, timescale=2.0)[:num_rows, 0] * gain_noise
+    state = None
+    if state_noise > 0:  # slow latents unrelated to behaviour, each unit loading on them its own way
+        loading = tuning["state_loading"]
+        state = simulate_velocity(num_rows / FINE_RATE, FINE_RATE, rng, timescale=2.0, dims=loading.shape[1])
+        state = state[:num_rows] * state_noise
     all_bins, all_units = [], []
     for start in range(0, num_rows, CHUNK):
         stop = min(num_rows, start + CHUNK)
         rates = unit_rates(position, velocity, tuning, start, stop, plan)
         if log_gain is not None:
             rates *= np.exp(log_gain[start:stop, None] - gain_noise**2 / 2)
+        if state is not None:  # log-additive, mean rate kept
+            rates *= np.exp(state[start:stop] @ loading.T - state_noise**2 * (loading**2).sum(1) / 2)
         counts = rng.poisson(rates / FINE_RATE)
         bins, units = np.nonzero(counts)
         repeats = counts[bins, units]
@@ -238,6 +251,8 @@ def simulate_session(
     log_rates: bool = False,
     gains: tuple[float, float] = (0.3, 1.0),
     gain_noise: float = 0.0,
+    state_dims: int = 0,
+    state_noise: float = 1.0,
     spike_time_precision: float | None = None,
     preparatory_gain: float = 0.0,
 ):
@@ -283,7 +298,14 @@ def simulate_session(
         Range of the velocity units' tuning depths (log-rate change per standard deviation).
     gain_noise : float, default: 0
         Standard deviation of a slow (2 s) population-wide log-gain fluctuation that has
-        nothing to do with the behaviour.
+        nothing to do with the behaviour: every rate is multiplied by it.
+    state_dims : int, default: 0
+        Number of slow (2 s) internal-state latents unrelated to the behaviour (arousal,
+        spontaneous movements), which often carry more of a real population's variance than
+        the task does. Each unit's log rate moves by ``state_noise`` times its own N(0, 1)
+        loading on each (properties ``state_loading_0``, ...); its mean rate is kept.
+    state_noise : float, default: 1
+        Standard deviation of each internal-state latent's contribution per unit loading.
     spike_time_precision : float or None, default: None
         If given, every spike time is redrawn uniformly inside its bin of this width (in
         seconds), as in recordings only available as binned counts.
@@ -299,8 +321,8 @@ def simulate_session(
         The spikes, with the tuning parameters as unit properties (``tuning``,
         ``baseline_hz``, ``preferred_direction``, ``gain``, ``lag_s``, and with
         ``tuning_fractions`` ``speed_gain`` and the place fields ``field_x``, ``field_y``,
-        ``field_width``, ``field_floor`` in standardised position; NaN where a parameter
-        does not apply to a unit).
+        ``field_width``, ``field_floor`` in standardised position, with ``state_dims``
+        ``state_loading_0``, ...; NaN where a parameter does not apply to a unit).
     behavior : Behavior
         The read-out velocity or position (arbitrary units).
     """
@@ -321,7 +343,10 @@ def simulate_session(
     else:
         plan = None
     num_rows = len(velocity) - int(round(max_lag * FINE_RATE))
-    bins, units = draw_spikes(standard_position, standard_velocity, tuning, num_rows, rng, gain_noise, plan)
+    if state_dims > 0:
+        tuning["state_loading"] = rng.normal(size=(num_units, state_dims))
+    noise = state_noise if state_dims > 0 else 0.0
+    bins, units = draw_spikes(standard_position, standard_velocity, tuning, num_rows, rng, gain_noise, plan, noise)
     times = (bins + rng.random(len(bins))) / FINE_RATE
     if spike_time_precision is not None:
         times = (np.floor(times / spike_time_precision) + rng.random(len(times))) * spike_time_precision
@@ -338,7 +363,11 @@ def simulate_session(
         [samples[first]], [labels[first]], sampling_frequency, unit_ids=np.arange(num_units)
     )
     for key, value in tuning.items():
-        sorting.set_property(key, value)
+        if key == "state_loading":  # one column per latent, as SpikeInterface properties are per unit
+            for j, column in enumerate(value.T):
+                sorting.set_property(f"state_loading_{j}", column)
+        else:
+            sorting.set_property(key, value)
 
     t_fine = np.arange(num_rows) / FINE_RATE
     t_behavior = np.arange(0, duration, 1.0 / behavior_rate)

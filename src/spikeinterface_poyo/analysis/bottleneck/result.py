@@ -194,14 +194,14 @@ class BottleneckCurve:
         return np.stack([np.sort(np.degrees(subspace_angles(w.T, directions))) for w in self._map(k)])
 
     # ---- reporting --------------------------------------------------------------------------
-    def summary(self, qs=(0.5, 0.9), n_boot: int = 1000) -> dict:
-        """JSON-ready: k at each q with its interval, p(1) and p(2) where on the curve, the seed
-        means of the baselines, the ceilings and the reference."""
+    def summary(self, qs=(0.5, 0.9, 0.95), n_boot: int = 1000) -> dict:
+        """JSON-ready: k at each q with its interval, p(1), p(2) and p(3) where on the curve, the
+        seed means of the baselines, the ceilings and the reference."""
         out = {}
         for q in qs:
             estimate = self.k_at(q, n_boot=n_boot)
             out[f"k_{round(100 * q)}"] = {"k": estimate.k, "low": float(estimate.low), "high": float(estimate.high)}
-        for k in (1, 2):
+        for k in (1, 2, 3):
             if k in self.ks:
                 out[f"p({k})"] = self.p(k)
         out["baselines"] = {name: float(v.mean()) for name, v in self.baselines.items()}
