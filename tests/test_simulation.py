@@ -119,6 +119,31 @@ def test_reach_plan_points_at_the_next_reach_while_the_hand_is_still():
         assert ahead @ plan[end] > 0.8 * np.linalg.norm(ahead)
 
 
+def test_internal_state_latents_couple_units_by_their_loadings_and_keep_mean_rates():
+    kwargs = dict(duration=300.0, num_units=40, lag=0.0, tuning_fractions={"untuned": 1.0}, firing_rates=(20.0, 20.0))
+    quiet, _ = simulate_session(**kwargs, seed=0)
+    busy, _ = simulate_session(**kwargs, seed=0, state_dims=1, state_noise=1.0)
+    loading = busy.get_property("state_loading_0")
+    assert loading.shape == (40,) and "state_loading_0" not in quiet.get_property_keys()
+    seconds = 300.0
+    for sorting in (quiet, busy):  # mean rates near the baseline (2 s latents over 300 s: a few % of spread)
+        rates = np.array([len(sorting.get_unit_spike_train(u)) for u in sorting.unit_ids]) / seconds
+        assert 0.85 < np.median(rates / 20.0) < 1.15
+
+    def pair_correlations(sorting):
+        samples, units = spike_vector(sorting)
+        counts = np.zeros((300, 40))
+        np.add.at(counts, (np.minimum(samples // 30000, 299), units), 1)
+        return np.corrcoef(counts.T)[np.triu_indices(40, 1)]
+
+    product = np.outer(loading, loading)[np.triu_indices(40, 1)]
+    together, opposed = product > 0.5, product < -0.5
+    busy_r, quiet_r = pair_correlations(busy), pair_correlations(quiet)
+    # units loading the same way fire together, opposite ways in turn; without the latents neither
+    assert busy_r[together].mean() > 0.2 and busy_r[opposed].mean() < -0.1
+    assert abs(quiet_r[together].mean()) < 0.05 and abs(quiet_r[opposed].mean()) < 0.05
+
+
 def test_preparatory_tuning_scales_rates_with_the_plan():
     tuning = {
         "tuning": np.array(["velocity", "velocity"]),
