@@ -13,8 +13,8 @@ Datasets: M1 hand velocity (``m1_center_out.nwb``), hippocampus position on the 
 cosine-tuned to a 2-D velocity (``simulated_2d``: two population directions), the same with a
 slow population gain (``simulated_2d_gain``: two directions and the gain), and with two slow
 internal-state latents unrelated to the behaviour on top, which carry more variance than it
-(``simulated_2d_gain_state``). ``--pca`` adds every decoder's curve through an unsupervised PCA
-bottleneck (W fixed to the first k principal axes of the training inputs).
+(``simulated_2d_gain_state``). ``--pca mlp ...`` adds these decoders' curves through an unsupervised
+PCA bottleneck (W fixed to the first k principal axes of the training inputs).
 
 Reported per row: k_50, k_90 and k_95 (the smallest k reaching 50 % / 90 % / 95 % of the way from the noise
 baseline to the unbottlenecked ceiling, interpolated in log k) with 95 % bootstrap intervals over
@@ -87,7 +87,9 @@ def load(name: str, data_dir: Path):
 
 def run(name: str, decoder: str, args, pca: bool = False) -> tuple[dict, sip.BottleneckCurve]:
     sorting, behavior, description = load(name, args.data_dir)
-    training = {"max_epochs": args.max_epochs} if args.max_epochs else None
+    training = {"max_epochs": args.max_epochs} if args.max_epochs else {}
+    if args.max_time_s:
+        training["max_time_s"] = args.max_time_s
     ks = args.ks
     if ks is None and name in SIMULATED:  # k = 3 resolves a third direction (the gain)
         ks = sorted({3, *default_ks(sorting.get_num_units())})
@@ -95,7 +97,7 @@ def run(name: str, decoder: str, args, pca: bool = False) -> tuple[dict, sip.Bot
     template = BinnedPOYO(preset=args.poyo_preset) if decoder == "poyo" else DECODERS[decoder]()
     bottleneck = "pca" if pca else args.poyo_placement if decoder == "poyo" else "learned"
     curve = sip.bottleneck_curve(sorting, behavior, template, ks=ks, seeds=args.seeds, bottleneck=bottleneck,
-                                 training=training, n_blocks=args.n_blocks)  # fmt: skip
+                                 training=training or None, n_blocks=args.n_blocks)  # fmt: skip
     seconds = time.perf_counter() - start
     summary = curve.summary(n_boot=args.n_boot)
     record = {
@@ -173,10 +175,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=["learned", "latent"],
         help="POYO's bottleneck: W on the inputs as value tokens, or the squeeze of its latents",
     )
-    parser.add_argument("--pca", action="store_true", help="also run every decoder through a PCA bottleneck")
+    parser.add_argument("--pca", nargs="*", default=[], choices=list(DECODERS),
+                        help="decoders also run through a PCA bottleneck (none by default)")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ks", type=int, nargs="+", default=None, help="bottleneck widths (default 1, 2, 4, ... N)")
     parser.add_argument("--max-epochs", type=int, default=None, help="cap every run's epochs (default: the decoder's)")
+    parser.add_argument("--max-time-s", type=float, default=None, help="training budget of every run, in seconds")
     parser.add_argument("--n-blocks", type=int, default=10, help="contiguous test blocks of the bootstrap")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -205,7 +209,7 @@ def main(argv=None) -> dict:
     }
     for name in args.datasets:
         curves = {}
-        for decoder, pca in [(d, pca) for d in args.decoders for pca in [False, True][: 1 + args.pca]]:
+        for decoder, pca in [(d, pca) for d in args.decoders for pca in [False, True][: 1 + (d in args.pca)]]:
             # the latent squeeze's k is another quantity: its rows say so
             label = "poyo (latent squeeze)" if decoder == "poyo" and args.poyo_placement == "latent" else decoder
             label += " (PCA)" if pca else ""
