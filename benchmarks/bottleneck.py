@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import time
 from pathlib import Path
 
@@ -195,7 +196,8 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    root = Path(__file__).resolve().parents[1]  # paths relative to the repository, not this machine
+    settings = {k: (os.path.relpath(v.resolve(), root) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     result = {
         "commit": git_commit(),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
