@@ -286,7 +286,13 @@ class UnknownSessionError(ValueError):
     """The sorting cannot be matched to a session the model was trained on."""
 
 
-def resolve_session(session_units: dict[str, list[str]], fingerprints: dict, sorting, session_id=None) -> str:
+#: how the errors below tell a user to adapt a model to new units (a family can say otherwise)
+FINETUNE = "sip.finetune(model, sorting, behavior, session_id='new_session')"
+
+
+def resolve_session(
+    session_units: dict[str, list[str]], fingerprints: dict, sorting, session_id=None, adaptation: str = FINETUNE
+) -> str:
     """The session a sorting is decoded as, checked against what the model knows.
 
     With ``session_id`` the session must be one of the model's and the sorting's units must be
@@ -305,6 +311,8 @@ def resolve_session(session_units: dict[str, list[str]], fingerprints: dict, sor
         The sorting to decode.
     session_id : str or None
         The session the caller says this is.
+    adaptation : str
+        The call that adapts the model to new units, named in the errors.
     """
     sessions = list(session_units)
     sorting = as_sorting(sorting)
@@ -317,15 +325,15 @@ def resolve_session(session_units: dict[str, list[str]], fingerprints: dict, sor
                 f"This sorting is not one the model was trained on: its spikes match none of the model's "
                 f"{len(sessions)} sessions {listed}. If it is a recording of one of them (a time slice, a subset "
                 "of its units, the same units read from another file), say which with session_id='...' "
-                "(--session-id on the command line); for a new recording, adapt the model to its units with "
-                "sip.finetune(model, sorting, behavior, session_id='new_session')."
+                f"(--session-id on the command line); for a new recording, adapt the model to its units with "
+                f"{adaptation}."
             )
         session_id = matches[0]
     session_id = str(session_id)
     if session_id not in session_units:
         raise UnknownSessionError(
             f"session_id={session_id!r} is not a session this model knows; it knows {sessions}. Adapt the model "
-            "to a new session with sip.finetune(model, sorting, behavior, session_id=...)."
+            f"to a new session with {adaptation}."
         )
     known = set(map(str, session_units[session_id]))
     unknown = [str(u) for u in sorting.unit_ids if str(u) not in known]
@@ -333,7 +341,7 @@ def resolve_session(session_units: dict[str, list[str]], fingerprints: dict, sor
         raise UnknownSessionError(
             f"{len(unknown)} of the sorting's {sorting.get_num_units()} units are not units of session "
             f"{session_id!r} (e.g. {unknown[0]!r}); decode the sorting that session was recorded with, or a subset "
-            "of its units, or adapt the model to these units with sip.finetune."
+            f"of its units, or adapt the model to these units with {adaptation}."
         )
     return session_id
 

@@ -156,11 +156,11 @@ def sorting_fingerprint(sorting) -> str:
     return digest.hexdigest()
 
 
-def single_segment_tokens(sorting) -> SpikeTokens:
+def single_segment_tokens(sorting, session_id: str = "session") -> SpikeTokens:
     """The spike tokens of a one-segment sorting (or the tokens themselves)."""
     if isinstance(sorting, SpikeTokens):
         return sorting
-    segments = sorting_to_tokens(sorting)
+    segments = sorting_to_tokens(sorting, session_id)
     if len(segments) > 1:
         raise ValueError(
             f"The sorting has {len(segments)} segments; this decodes one segment at a time. "

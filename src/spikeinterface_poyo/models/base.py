@@ -28,7 +28,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..core.metrics import r2_score
-from ..core.sessions import resolve_session
+from ..core.sessions import FINETUNE, resolve_session
 from ..core.spikes import SpikeTokens
 from ..io.models import read_model_folder, resolve_model_path, write_model_folder
 from .decoding import decode_behavior
@@ -59,6 +59,8 @@ class ModelFamily:
 
     family: ClassVar[str | None] = None
     family_version: ClassVar[int] = 1
+    #: the call that adapts a model of the family to new units, named in the errors about them
+    adaptation: ClassVar[str] = FINETUNE
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -95,7 +97,8 @@ class ModelFamily:
 
     def resolve_session(self, sorting, session_id: str | None = None) -> str:
         """The session ``sorting`` is read as; a clear error when it cannot be told."""
-        return resolve_session(self.session_units(), self.meta.get("fingerprints", {}), sorting, session_id)
+        fingerprints = self.meta.get("fingerprints", {})
+        return resolve_session(self.session_units(), fingerprints, sorting, session_id, self.adaptation)
 
 
 class BehaviorDecoder(ModelFamily):

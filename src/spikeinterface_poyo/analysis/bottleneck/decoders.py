@@ -175,13 +175,13 @@ class BottleneckDecoder(NeuralDecoder):
         bottleneck = LinearBottleneck(num_units, width, fixed[self.bottleneck]() if self.bottleneck in fixed else None)
         return Bottlenecked(bottleneck, network)
 
-    def _sqrt_history(self, tokens, timestamps: np.ndarray) -> np.ndarray:
+    def _history(self, tokens, timestamps: np.ndarray) -> np.ndarray:
         if self.inputs == "noise":
             shape = (len(timestamps), self.lags + self.leads, tokens.num_units)
             # seeded by the times too, so training and test draw different noise
             stream = zlib.crc32(np.ascontiguousarray(timestamps, dtype=np.float64).tobytes())
             return np.random.default_rng([int(self.seed), stream]).random(shape, dtype=np.float32)
-        return super()._sqrt_history(tokens, timestamps)
+        return super()._history(tokens, timestamps)
 
     def _fit_arrays(self, tokens, t, y) -> None:
         self._resolve()
@@ -212,7 +212,7 @@ class BottleneckDecoder(NeuralDecoder):
 
     def features(self, tokens, timestamps: np.ndarray) -> torch.Tensor:
         """(T, bins, N) standardised inputs the network reads (before the bottleneck)."""
-        return self._standardise(self._sqrt_history(tokens, np.asarray(timestamps, dtype=np.float64)))
+        return self._standardise(self._history(tokens, np.asarray(timestamps, dtype=np.float64)))
 
     def predict_features(self, x: torch.Tensor) -> np.ndarray:
         """(T, D) predictions in behaviour units from standardised inputs (see :meth:`features`)."""

@@ -44,6 +44,7 @@ class BaselineDecoder(DecoderEstimator, BehaviorDecoder):
     ``_restore_arrays(tensors)`` for saving, and list their settings in ``__init__``.
     """
 
+    adaptation = "a decoder fitted on it (decoder.fit(sorting, behavior))"
     #: settings that do not describe the fitted model (not saved)
     _unsaved_params = ("device",)
 
@@ -80,15 +81,22 @@ class BaselineDecoder(DecoderEstimator, BehaviorDecoder):
         return {self.session_id_: self.unit_ids_} if hasattr(self, "unit_ids_") else {}
 
     def predict_segment(self, tokens, timestamps, session_id, *, batch_size=16, n_jobs=None, progress_bar=False):
+        return self._predict_arrays(self._fitted_units(tokens, session_id), np.asarray(timestamps, dtype=np.float64))
+
+    #: what the error on a sorting with other units suggests
+    _other_units_advice = "Decode the whole sorting it was fitted on."
+
+    def _fitted_units(self, tokens: SpikeTokens, session_id: str) -> SpikeTokens:
+        """``tokens`` with units in the fitted order; an error unless they are exactly the fitted units."""
         expected = namespaced_unit_ids(session_id, self.unit_ids_)
         if list(tokens.unit_ids) != expected:
             if sorted(tokens.unit_ids) != sorted(expected):
                 raise ValueError(
                     f"A {type(self).__name__} decodes from exactly the {len(expected)} units it was fitted on; this "
-                    f"sorting has {tokens.num_units} of them. Decode the whole sorting it was fitted on."
+                    f"sorting has {tokens.num_units} of them. {self._other_units_advice}"
                 )
             tokens = _reordered(tokens, expected)
-        return self._predict_arrays(tokens, np.asarray(timestamps, dtype=np.float64))
+        return tokens
 
     def _saved_params(self) -> dict:
         return {k: v for k, v in self.get_params().items() if k not in self._unsaved_params}

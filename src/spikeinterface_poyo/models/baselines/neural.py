@@ -60,6 +60,9 @@ class NeuralDecoder(BaselineDecoder):
     with early stopping on the validation R² of the last ``val_fraction`` of the samples.
     """
 
+    #: the training task (a subclass can change the loss)
+    task_class = SampleTask
+
     def __init__(self, **params):
         for name, value in params.items():  # scikit-learn's convention: settings under their own names
             setattr(self, name, value)
@@ -72,9 +75,17 @@ class NeuralDecoder(BaselineDecoder):
         fixed parts of it from them)."""
         return self._network(x_train.shape[-1], dim_out)
 
-    def _sqrt_history(self, tokens, timestamps: np.ndarray) -> np.ndarray:
+    def _history(self, tokens, timestamps: np.ndarray) -> np.ndarray:
         """(T, lags + leads, U) square-root counts, oldest bin first (sqrt evens out Poisson variance)."""
         return np.sqrt(binned_counts(tokens, timestamps, self.bin_size, self.lags, self.leads))
+
+    def _input_scale(self, train: np.ndarray) -> np.ndarray:
+        """(U,) what the centred training inputs are divided by: each unit's spread."""
+        return train.std(axis=(0, 1)) + 1e-3  # silent units stay at 0 rather than blowing up
+
+    def _task_settings(self) -> dict:
+        """Keyword arguments of the training task beyond the samples."""
+        return {}
 
     def _standardise(self, x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray((x - self.x_mean_) / self.x_scale_, dtype=np.float32))
@@ -104,41 +115,59 @@ class NeuralDecoder(BaselineDecoder):
 
     def _fit_arrays(self, tokens, t, y) -> None:
         cut = validation_cut(len(t), self.val_fraction)
-        raw = self._sqrt_history(tokens, t)
+        raw = self._history(tokens, t)
         # statistics of the training part only, as POYO's, so validation stays unseen
         self.x_mean_ = raw[:cut].mean(axis=(0, 1))  # per unit, pooled over lags
-        self.x_scale_ = raw[:cut].std(axis=(0, 1)) + 1e-3  # silent units stay at 0 rather than blowing up
+        self.x_scale_ = self._input_scale(raw[:cut])
         x = self._standardise(raw)
-        self.y_mean_ = y[:cut].mean(axis=0)
-        self.y_scale_ = np.where(y[:cut].std(axis=0) > 0, y[:cut].std(axis=0), 1.0)
-        z = torch.from_numpy(((y - self.y_mean_) / self.y_scale_).astype(np.float32))
+        z = self._encode_targets(y, cut)
 
         self.device_ = resolve_device(self.device)
         torch.manual_seed(self.seed)
-        self.network_ = self._build_network(x[:cut], y.shape[1]).to(self.device_)
-        task = SampleTask(
+        self.network_ = self._build_network(x[:cut], self._output_width()).to(self.device_)
+        task = self.task_class(
             self.network_, x[:cut].to(self.device_), z[:cut].to(self.device_), x[cut:], z[cut:].numpy(),
-            self.batch_size, self._forward_all,
+            self.batch_size, self._forward_all, **self._task_settings(),
         )  # fmt: skip
         record = Trainer(task, self.training_config()).run()
         self.history_ = record["history"]
-        self.best_epoch_, self.best_val_r2_ = record["best_epoch"], record["best_val_r2"]
+        self.best_epoch_ = record["best_epoch"]
+        setattr(self, f"best_val_{task.score_name}_", record[f"best_val_{task.score_name}"])
         self.fit_time_s_ = record["train_time_s"]
 
-    def _predict_arrays(self, tokens, timestamps) -> np.ndarray:
-        z = self._forward_all(self._standardise(self._sqrt_history(tokens, timestamps)))
+    # ---- targets: standardised behaviour (a classifier encodes classes instead) ---------------
+    def _encode_targets(self, y: np.ndarray, cut: int) -> torch.Tensor:
+        """(T, D) behaviour -> what the network is trained to output; statistics of ``y[:cut]`` only."""
+        self.y_mean_ = y[:cut].mean(axis=0)
+        self.y_scale_ = np.where(y[:cut].std(axis=0) > 0, y[:cut].std(axis=0), 1.0)
+        return torch.from_numpy(((y - self.y_mean_) / self.y_scale_).astype(np.float32))
+
+    def _decode_outputs(self, z: np.ndarray) -> np.ndarray:
+        """The network's (T, width) outputs -> (T, D) behaviour."""
         return z * self.y_scale_ + self.y_mean_
+
+    def _output_width(self) -> int:
+        return len(self.y_mean_)
+
+    def _target_arrays(self) -> dict:
+        return {"y_mean": self.y_mean_, "y_scale": self.y_scale_}
+
+    def _restore_targets(self, arrays: dict) -> None:
+        self.y_mean_, self.y_scale_ = arrays["y_mean"], arrays["y_scale"]
+
+    def _predict_arrays(self, tokens, timestamps) -> np.ndarray:
+        return self._decode_outputs(self._forward_all(self._standardise(self._history(tokens, timestamps))))
 
     def _fitted_arrays(self) -> dict:
         arrays = {f"network.{k}": v for k, v in self.network_.state_dict().items()}
-        arrays.update(x_mean=self.x_mean_, x_scale=self.x_scale_, y_mean=self.y_mean_, y_scale=self.y_scale_)
+        arrays.update(x_mean=self.x_mean_, x_scale=self.x_scale_, **self._target_arrays())
         return arrays
 
     def _restore_arrays(self, arrays: dict) -> None:
         self.x_mean_, self.x_scale_ = arrays["x_mean"], arrays["x_scale"]
-        self.y_mean_, self.y_scale_ = arrays["y_mean"], arrays["y_scale"]
+        self._restore_targets(arrays)
         self.device_ = resolve_device(self.device)
-        self.network_ = self._network(len(self.x_mean_), len(self.y_mean_))
+        self.network_ = self._network(len(self.x_mean_), self._output_width())
         state = {k.removeprefix("network."): torch.from_numpy(v) for k, v in arrays.items() if k.startswith("network.")}
         load_state_checked(self.network_, state, f"the saved {type(self).__name__}")
         self.network_.to(self.device_).eval()
