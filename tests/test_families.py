@@ -1,4 +1,4 @@
-"""The model protocol: the baselines are families like POYO (saved, reloaded in a fresh process,
+"""The model protocol: the baselines and EIT are families like POYO (saved, reloaded in a fresh process,
 run by the analyzer extension and the command line), the estimator face, and the model folder's
 refusals (unknown family, newer schema)."""
 
@@ -18,6 +18,7 @@ FAST = {
     "wiener": lambda: sip.WienerFilter(),
     "mlp": lambda: sip.MLPDecoder(max_epochs=3, seed=0),
     "gru": lambda: sip.GRUDecoder(max_epochs=2, seed=0),
+    "eit": lambda: sip.EITDecoder(max_epochs=8, heads=2, head_dim=16, seed=0),  # narrower attention: CI's 2 cores
 }
 
 
@@ -74,7 +75,8 @@ def test_baselines_decode_from_the_command_line(fitted, session, tmp_path, capsy
     assert len(decoded) == len(behavior)
     # and the command line trains the family too, recognising its own file afterwards
     out_dir = tmp_path / "trained"
-    assert main(["train", str(path), "--behavior", "velocity", "--output", str(out_dir), "--family", family]) == 0
+    train = ["train", str(path), "--behavior", "velocity", "--output", str(out_dir), "--family", family]
+    assert main([*train, "--max-epochs", "1"]) == 0
     assert main(["decode", str(path), "--model", str(out_dir), "--name", "again"]) == 0
     assert "held out from" in capsys.readouterr().out
 

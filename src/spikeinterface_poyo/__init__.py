@@ -11,7 +11,7 @@ SpikeInterface, pynwb or torch is imported until then. Import hooks make
 
 The package is laid out as the pipeline (see ``docs/architecture.md``): ``core`` (behaviour,
 spikes, binning, windows, sessions, metrics), ``io`` (atomic writes, model folders, NWB),
-``training`` (the loop), ``models`` (the protocol and the families: ``poyo``, ``baselines``, ``mtm``),
+``training`` (the loop), ``models`` (the protocol and the families: ``poyo``, ``baselines``, ``mtm``, ``eit``),
 ``spikeinterface`` (analyzer extension, threshold crossings, widgets), ``analysis`` (MoLDS trial
 clustering, bottleneck curves), ``simulation``, ``cli``.
 """
@@ -76,6 +76,9 @@ _PUBLIC = {
     "WienerFilter": ".models.baselines",
     "MLPDecoder": ".models.baselines",
     "GRUDecoder": ".models.baselines",
+    "EITDecoder": ".models.eit",
+    "EITClassifier": ".models.eit",
+    "neuron_alignment": ".models.eit",
     "ComputePoyoDecoding": ".spikeinterface.extension",
     "compute_poyo_decoding": ".spikeinterface.extension",
     "ComputeMtmRates": ".spikeinterface.rates_extension",

@@ -12,14 +12,14 @@ DESCRIPTION = """Train a decoder on one NWB file and save it as a model folder.
 The spikes come from the file's units table, the target from the named behavioural series
 (looked up in processing modules, Position / BehavioralTimeSeries containers and acquisition).
 Only the first --train-fraction of the behaviour's time span is used, so the rest can be scored
-with `evaluate` and `decode`. --family picks POYO (default) or a baseline (wiener, mlp, gru).
+with `evaluate` and `decode`. --family picks POYO (default), a baseline (wiener, mlp, gru) or EIT.
 --context causal trains a POYO model whose every prediction comes from the spikes before it (for
 closed-loop use; the baselines are causal already).
 
 example:
   spikeinterface-poyo train session.nwb --behavior hand_velocity --output decoder/ --preset small"""
 
-FAMILIES = ("poyo", "wiener", "mlp", "gru")
+FAMILIES = ("poyo", "wiener", "mlp", "gru", "eit")
 
 
 def add_arguments(parser) -> None:
@@ -46,6 +46,7 @@ def add_arguments(parser) -> None:
 def build(args, sorting, behavior, session_id: str):
     """Train the chosen family; returns the fitted model."""
     from ..models.baselines import GRUDecoder, MLPDecoder, WienerFilter
+    from ..models.eit import EITDecoder
     from ..models.poyo import train_decoder
 
     context = getattr(args, "context", None)
@@ -63,10 +64,8 @@ def build(args, sorting, behavior, session_id: str):
         )
     if args.family == "wiener":
         return WienerFilter(session_id=session_id).fit(sorting, behavior)
-    cls = MLPDecoder if args.family == "mlp" else GRUDecoder
-    return cls(seed=args.seed, max_time_s=args.max_time_s, device=args.device, session_id=session_id).fit(
-        sorting, behavior
-    )
+    cls = {"mlp": MLPDecoder, "gru": GRUDecoder, "eit": EITDecoder}[args.family]
+    return cls(**training_fields(args), session_id=session_id).fit(sorting, behavior)
 
 
 def run(args) -> None:
