@@ -57,6 +57,7 @@ from _provenance import git_commit, machine
 import spikeinterface_poyo as sip
 from spikeinterface_poyo.io.nwb_read import read_nwb_epochs
 from spikeinterface_poyo.models.baselines import GRUDecoder, MLPDecoder, WienerFilter
+from spikeinterface_poyo.models.eit import EITDecoder
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).parent / "results"
@@ -78,11 +79,17 @@ REAL_DATASETS = {
 }
 SIMULATED = {"simulated_velocity": dict(duration=600.0, num_units=60, seed=0)}
 DATASETS = [d for d in REAL_DATASETS if not d.startswith(("chewie", "mihi"))] + [*SIMULATED]
-METHODS = ["poyo", "wiener", "mlp", "gru"]
+METHODS = ["poyo", "wiener", "mlp", "gru", "eit"]
+#: the columns of the earlier protocol's table (EIT came later)
+PROTOCOL_1_METHODS = ["poyo", "wiener", "mlp", "gru"]
 CONTEXTS = ["causal", "centred"]
-LABELS = {"poyo": "POYO {preset}", "wiener": "Wiener", "mlp": "MLP", "gru": "GRU (bidirectional when centred)"}
-SHORT = {"poyo": "POYO", "wiener": "Wiener", "mlp": "MLP", "gru": "GRU"}
-STOCHASTIC = {"poyo", "mlp", "gru"}
+LABELS = {"poyo": "POYO {preset}", "wiener": "Wiener", "mlp": "MLP", "gru": "GRU (bidirectional when centred)",
+          "eit": "EIT (100 ms bins)"}  # fmt: skip
+SHORT = {"poyo": "POYO", "wiener": "Wiener", "mlp": "MLP", "gru": "GRU", "eit": "EIT"}
+STOCHASTIC = {"poyo", "mlp", "gru", "eit"}
+#: EIT's own bins (the reference's 100 ms), its attention narrowed for the CPU as in eit_transfer.py
+EIT_BIN_SIZE = 0.1
+EIT_ARCHITECTURE = {"heads": 2, "head_dim": 16}
 
 #: hyper-parameter grids searched on the validation part (the rest stays at each method's default);
 #: the Wiener filter also picks its ridge penalty inside, on the last 10 % of what it is fitted on
@@ -91,6 +98,7 @@ GRIDS = {
     "wiener": {"lags": [3, 5, 10]},
     "mlp": {"lags": [5, 10], "dropout": [0.1, 0.3, 0.5]},
     "gru": {"lags": [5, 10], "dropout": [0.1, 0.2, 0.4]},
+    "eit": {"window": [0.5, 0.8]},
 }
 #: overlaps of POYO's centred decoding windows tried on the validation part (no retraining needed)
 POYO_OVERLAPS = [0.25, 0.5, 0.75]
@@ -144,12 +152,20 @@ def grid_points(grid: dict) -> list[dict]:
     return [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
 
 
-def leads_for(context: str, args) -> int:
-    """Bins of look-ahead of the baselines in ``context``: none when causal; ``--centred-lead-s``
-    (POYO's half window by default) when centred."""
+def leads_for(context: str, args, bin_size: float | None = None) -> int:
+    """Bins (of ``bin_size``, the baselines' ``--bin-size`` by default) of look-ahead in
+    ``context``: none when causal; ``--centred-lead-s`` (POYO's half window by default) when centred."""
     if context == "causal":
         return 0
-    return int(round(args.centred_lead_s / args.bin_size))
+    return int(round(args.centred_lead_s / (bin_size or args.bin_size)))
+
+
+def thinned(behavior: sip.Behavior, step: float) -> sip.Behavior:
+    """One valid sample per ``step`` seconds (the first in each), for training at the bins' rate."""
+    valid = behavior.valid
+    t, values = behavior.timestamps[valid], behavior.values[valid]
+    keep = np.r_[True, np.diff(np.floor(t / step)) > 0]
+    return sip.Behavior(t[keep], values[keep], name=behavior.name, unit=behavior.unit)
 
 
 # ---- fitting and decoding one method ----------------------------------------------------------
@@ -209,12 +225,26 @@ def fit_baseline(method: str, sorting, train, context: str, params: dict, seed: 
     return decoder, record
 
 
+def fit_eit(sorting, train, context: str, params: dict, seed: int, budget_s: float, args) -> tuple:
+    """(model, record) of EIT: trained, as the reference, on one sample per bin, with POYO's budget."""
+    t0 = time.perf_counter()
+    leads = leads_for(context, args, EIT_BIN_SIZE)
+    decoder = EITDecoder(**EIT_ARCHITECTURE, **params, bin_size=EIT_BIN_SIZE, leads=leads, seed=seed,
+                         max_time_s=budget_s, device="cpu")  # fmt: skip
+    decoder.fit(sorting, thinned(train, EIT_BIN_SIZE))
+    record = {"fit_time_s": time.perf_counter() - t0, "epochs": len(decoder.history_["val_r2"]),
+              "best_epoch": decoder.best_epoch_}  # fmt: skip
+    return decoder, record
+
+
 def fit(method: str, sorting, train, context: str, params: dict, seed, budget_s: float, args) -> tuple:
     """(fitted model, record) of any method; ``params`` are its hyper-parameters (POYO's decoding
     overlap, which is no training setting, left out)."""
     params = {k: v for k, v in params.items() if k != "overlap"}
     if method == "poyo":
         return fit_poyo(sorting, train, context, params, seed, budget_s, args)
+    if method == "eit":
+        return fit_eit(sorting, train, context, params, seed, budget_s, args)
     return fit_baseline(method, sorting, train, context, params, seed, args)
 
 
@@ -257,7 +287,7 @@ def select(method: str, sorting, train, context: str, grid: dict, seeds: list, b
     return {
         "grid": {**grid, **({"overlap": POYO_OVERLAPS} if overlaps != [None] else {})},
         "seeds": seeds,
-        "budget_s": budget_s if method == "poyo" else None,
+        "budget_s": budget_s if method in ("poyo", "eit") else None,
         "fit_seconds": covered_seconds(fit_part),
         "validation_seconds": covered_seconds(val_part),
         "validation_span_s": [val_part.start_time, val_part.end_time],
@@ -301,6 +331,9 @@ def run_method(method: str, sorting, train, test, context: str, args) -> dict:
     }
     if method == "poyo":
         settings.update(preset=args.preset, max_time_s=args.max_time_s, poyo_context=context)
+    elif method == "eit":
+        settings.update(EIT_ARCHITECTURE, bin_size=EIT_BIN_SIZE, leads=leads_for(context, args, EIT_BIN_SIZE),
+                        max_time_s=args.max_time_s, training_samples="one per bin")  # fmt: skip
     else:
         settings.update(leads=leads_for(context, args), bin_size=args.bin_size)
         if method == "gru":
@@ -465,7 +498,7 @@ def protocol_1_table(datasets: dict) -> str:
     for name, d in datasets.items():
         poyo = d["methods"].get("poyo")
         budget = f"{poyo['settings']['max_time_s']:g} s" if poyo else "-"
-        cells = [name, d["target"], budget] + [format_cell(d["methods"].get(m)) for m in METHODS]
+        cells = [name, d["target"], budget] + [format_cell(d["methods"].get(m)) for m in PROTOCOL_1_METHODS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -521,6 +554,7 @@ def _merge_and_write(datasets: dict, args) -> dict:
             "wiener": vars(WienerFilter()),
             "mlp": {k: v for k, v in vars(MLPDecoder()).items() if k not in ("seed", "device")},
             "gru": {k: v for k, v in vars(GRUDecoder()).items() if k not in ("seed", "device")},
+            "eit": {k: v for k, v in vars(EITDecoder(**EIT_ARCHITECTURE)).items() if k not in ("seed", "device")},
         },
         "grids": args.grids,
         "poyo_centred_overlaps": POYO_OVERLAPS,

@@ -8,7 +8,12 @@ scored on the target's last 30 %:
   new readout of its projections (the reference's transfer);
 - ``scratch``: a new EIT with its population module, trained on the labels alone;
 - ``random``: the control: a frozen, randomly initialised individual module with the same readout,
-  which shows whether the pretraining (rather than the architecture) helps.
+  which shows whether the pretraining (rather than the architecture) helps;
+- ``poyo_unit_id`` (regression pairs): POYO's answer to the same question. A causal POYO
+  (``--poyo-preset``, ``context="causal"``: like EIT it reads only spikes before each time) is
+  trained on the same source samples with the source's budget; on the target,
+  ``sip.finetune(..., mode="unit_identification")`` learns only the new units' and session's
+  embeddings, with the same labelled samples and the same budget per run as EIT.
 
 Pairs for regression (R², mean over dimensions, behaviour at its own rate in the test part):
 
@@ -34,12 +39,15 @@ trials make an epoch one step) and ``--budget-s`` seconds.
     .venv/bin/python benchmarks/eit_transfer.py --datasets simulated --seeds 0 1 2
     .venv/bin/python benchmarks/eit_transfer.py --datasets chewie mihi chewie_to_mihi mihi_to_chewie sim_reach
 
-Writes benchmarks/results/eit_transfer_<dataset>.json and .md per dataset and prints the table.
+Writes benchmarks/results/eit_transfer_<dataset>.json and .md per dataset and prints the table,
+with Welch's t-test p-values of transfer against the other two (``--tables`` rewrites the tables
+from the saved JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import time
@@ -49,7 +57,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from _provenance import git_commit, machine
-from decoding import covered_seconds, load_dataset, split_covered_time
+from decoding import covered_seconds, load_dataset, split_covered_time, thinned
+from scipy.stats import ttest_ind
 from transfer import heldout_session, labelled_seconds
 
 import spikeinterface_poyo as sip
@@ -63,16 +72,12 @@ REGRESSION = ["simulated", "m1_halves", "hippocampus"]
 CLASSIFICATION = ["sim_reach", "chewie", "mihi", "chewie_to_mihi", "mihi_to_chewie"]
 AMOUNTS = ["1min", "2min", "5min", "all"]
 METHODS = ["transfer", "scratch", "random"]
+#: POYO unit identification, the comparison on the regression pairs (POYO decodes no classes)
+POYO_METHODS = ["poyo_unit_id"]
+LABELS = {"transfer": "EIT transfer", "scratch": "EIT from scratch", "random": "EIT, frozen random individual",
+          "poyo_unit_id": "POYO unit identification"}  # fmt: skip
 #: trials: the sample 0.4 s into each, its window the 0.4 s before (95 % of reaches last longer)
 TRIAL_WINDOW = 0.4
-
-
-def thinned(behavior: sip.Behavior, step: float) -> sip.Behavior:
-    """One valid sample per ``step`` seconds (the first in each), for training at the bins' rate."""
-    valid = behavior.valid
-    t, values = behavior.timestamps[valid], behavior.values[valid]
-    keep = np.r_[True, np.diff(np.floor(t / step)) > 0]
-    return sip.Behavior(t[keep], values[keep], name=behavior.name, unit=behavior.unit)
 
 
 def regression_pair(name: str, data: Path):
@@ -136,7 +141,28 @@ def split_samples(behavior: sip.Behavior, fraction: float):
     return tuple(sip.Behavior(t, v, name=behavior.name) for t, v in part)
 
 
+def poyo_source(sorting, behavior: sip.Behavior, args):
+    """A causal POYO trained on the source, with the source EIT's samples and budget."""
+    return sip.train_decoder(sorting, behavior, preset=args.poyo_preset, context="causal", seed=0,
+                             max_time_s=args.source_budget_s, progress_bar=False, device="cpu")  # fmt: skip
+
+
+def run_poyo_unit_id(source_poyo, sorting, labelled, test, seed, args) -> dict:
+    """Unit identification of a copy of the source POYO on the target's labelled samples."""
+    model = copy.deepcopy(source_poyo)
+    t0 = time.perf_counter()
+    sip.finetune(model, sorting, labelled, mode="unit_identification", session_id="target", seed=seed,
+                 max_time_s=args.budget_s, progress_bar=False, device="cpu")  # fmt: skip
+    fit_time = time.perf_counter() - t0
+    decoded = sip.decode_behavior(sorting, model, timestamps=test.timestamps, session_id="target", progress_bar=False)
+    stage = model.meta["training"]["finetuning"][-1]["stages"][-1]
+    return {"seed": seed, "score": float(sip.r2_score(test, decoded)["mean"]), "epochs": stage["epochs"],
+            "best_epoch": stage["best_epoch"], "fit_time_s": round(fit_time, 1)}  # fmt: skip
+
+
 def run_method(method, cls, source_model, sorting, labelled, test, seed, args) -> dict:
+    if method == "poyo_unit_id":
+        return run_poyo_unit_id(args.source_poyo, sorting, labelled, test, seed, args)
     budget = dict(seed=seed, **args.schedule, max_time_s=args.budget_s, device="cpu")
     t0 = time.perf_counter()
     if method == "transfer":
@@ -163,7 +189,7 @@ def run_dataset(name: str, args) -> dict:
         source, source_y, target, target_y, described = classification_pair(name, args.data_dir)
         source_train = None if source is None else source_y
         train, test = split_samples(target_y, TRAIN_FRACTION)
-        amounts, methods = ["all"], (["scratch"] if source is None else METHODS)
+        amounts, methods = ["all"], [m for m in (["scratch"] if source is None else METHODS) if m in args.methods]
         architecture = {**args.architecture, "window": TRIAL_WINDOW}
         # a hundred-odd trials make one step an epoch: more epochs, and patience for a noisy validation
         args.schedule = {"max_epochs": args.trial_epochs, "patience": 40}
@@ -171,7 +197,8 @@ def run_dataset(name: str, args) -> dict:
         source, source_y, target, target_y, described = regression_pair(name, args.data_dir)
         source_train = thinned(split_covered_time(source_y, TRAIN_FRACTION)[0], 0.1)
         train, test = split_covered_time(target_y, TRAIN_FRACTION)
-        amounts, methods, architecture = args.amounts, METHODS, args.architecture
+        amounts, architecture = args.amounts, args.architecture
+        methods = [m for m in METHODS + POYO_METHODS if m in args.methods]
         args.schedule = {"max_epochs": args.max_epochs, "patience": 10}
     args.architecture = architecture
     result = {
@@ -192,22 +219,47 @@ def run_dataset(name: str, args) -> dict:
         "machine": machine(),
         "amounts": {},
     }
+    earlier = RESULTS / f"eit_transfer_{name}.json"
+    if earlier.exists():  # cells of an earlier run with the same settings are kept
+        on_disk = json.loads(earlier.read_text())
+        same = all(on_disk["settings"].get(k) == result["settings"][k] for k in ("architecture", "budget_s", "seeds"))
+        if same and on_disk["settings"].get("max_epochs") == result["settings"]["max_epochs"]:
+            result["amounts"] = on_disk["amounts"]
+            result.update({k: on_disk[k] for k in ("source", "poyo_source") if k in on_disk})
+
+    def missing(method: str) -> bool:
+        """Whether some amount still lacks runs of ``method`` (with a source to transfer from)."""
+        done = [result["amounts"].get(a, {}).get("methods", {}).get(method, {}).get("runs", []) for a in amounts]
+        return source is not None and method in methods and any(len(runs) < len(args.seeds) for runs in done)
+
     source_model = None
-    if source is not None:
+    if missing("transfer"):
         t0 = time.perf_counter()
         source_model = cls(**architecture, **args.schedule, max_time_s=args.source_budget_s, seed=0)
         source_model.fit(source, source_train)
         result["source"] = {"fit_time_s": round(time.perf_counter() - t0, 1), "best_epoch": source_model.best_epoch_}
+    if missing("poyo_unit_id"):
+        t0 = time.perf_counter()
+        args.source_poyo = poyo_source(source, source_train, args)
+        training = args.source_poyo.meta["training"]
+        result["poyo_source"] = {"preset": args.poyo_preset, "context": "causal", "fit_time_s":
+                                 round(time.perf_counter() - t0, 1), "best_epoch": training["best_epoch"]}  # fmt: skip
+        result["settings"]["poyo_preset"] = args.poyo_preset
     print(f"{name}: target {result['target_units']} units, source {result['source_units']}", flush=True)
     for amount in amounts:
         if classify:
             labelled = train
         else:
             seconds = labelled_seconds(amount, covered_seconds(train))
+            if amount != "all" and seconds >= covered_seconds(train):
+                print(f"  {amount}: the training part is only {covered_seconds(train):.0f} s; see 'all'")
+                continue
             labelled = train if amount == "all" else split_covered_time(train, seconds / covered_seconds(train))[0]
             labelled = thinned(labelled, 0.1)
         cell = result["amounts"].setdefault(amount, {"labelled_samples": len(labelled.timestamps), "methods": {}})
         for method in methods:
+            if method in cell["methods"] and len(cell["methods"][method]["runs"]) == len(args.seeds):
+                continue  # done in an earlier run
             runs = [run_method(method, cls, source_model, target, labelled, test, s, args) for s in args.seeds]
             cell["methods"][method] = summarise(runs)
             print(f"  {amount:>5s} {method:9s} {cell['methods'][method]['mean']:.3f} ± "
@@ -216,12 +268,23 @@ def run_dataset(name: str, args) -> dict:
     return result
 
 
+def welch_p(cell: dict, a: str, b: str) -> str:
+    """Welch's t-test p-value of methods ``a`` and ``b`` over seeds ('' when either is missing)."""
+    if a not in cell["methods"] or b not in cell["methods"] or len(cell["methods"][a]["runs"]) < 2:
+        return ""
+    scores = [[r["score"] for r in cell["methods"][m]["runs"]] for m in (a, b)]
+    return f"{ttest_ind(*scores, equal_var=False).pvalue:.2g}"
+
+
 def markdown(result: dict) -> str:
-    methods = [m for m in METHODS if any(m in c["methods"] for c in result["amounts"].values())]
-    lines = [f"| labelled | {' | '.join(methods)} |", "|---|" + "---|" * len(methods)]
+    methods = [m for m in METHODS + POYO_METHODS if any(m in c["methods"] for c in result["amounts"].values())]
+    tests = [("transfer", m) for m in methods if m != "transfer"] if "transfer" in methods else []
+    header = [LABELS[m] for m in methods] + [f"p, {a} vs {b}" for a, b in tests]
+    lines = [f"| labelled | {' | '.join(header)} |", "|---|" + "---|" * len(header)]
     for amount, cell in result["amounts"].items():
         row = [f"{cell['methods'][m]['mean']:.3f} ± {cell['methods'][m]['std']:.3f}" if m in cell["methods"] else ""
                for m in methods]  # fmt: skip
+        row += [welch_p(cell, a, b) for a, b in tests]
         lines.append(f"| {amount} ({cell['labelled_samples']} samples) | {' | '.join(row)} |")
     s = result["settings"]
     head = (
@@ -229,6 +292,9 @@ def markdown(result: dict) -> str:
         f"{s['seeds']}; target {result['target_units']} units, source {result['source_units']}. "
         f"Architecture {s['architecture']}, at most {s['max_epochs']} epochs and {s['budget_s']:g} s a run."
     )
+    if "poyo_source" in result:
+        head += (f" POYO: preset {result['poyo_source']['preset']}, causal, trained on the source's samples, then "
+                 "unit identification at its defaults (at most 60 epochs, patience 15), same budget.")  # fmt: skip
     return head + "\n\n" + "\n".join(lines) + "\n"
 
 
@@ -249,8 +315,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--trial-epochs", type=int, default=300, help="epochs on per-trial classification")
     parser.add_argument("--budget-s", type=float, default=60.0, help="wall-clock budget of each target run")
     parser.add_argument("--source-budget-s", type=float, default=300.0, help="budget of the source's training")
+    parser.add_argument("--methods", nargs="+", default=METHODS + POYO_METHODS, choices=METHODS + POYO_METHODS)
+    parser.add_argument("--poyo-preset", default="small", help="preset of the source POYO")
     parser.add_argument("--reference-width", action="store_true", help="the reference's 6 heads of width 64")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tables", action="store_true", help="only rewrite the tables from the saved JSON")
     parser.add_argument("--data-dir", type=Path, default=DATA)
     args = parser.parse_args(argv)
     args.architecture = {} if args.reference_width else {"heads": 2, "head_dim": 16}
@@ -259,6 +328,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.tables:
+        for name in args.datasets:
+            path = RESULTS / f"eit_transfer_{name}.json"
+            if path.exists():
+                write(json.loads(path.read_text()))
+                print(markdown(json.loads(path.read_text())))
+        return
     torch.set_num_threads(args.threads)
     base = dict(args.architecture)
     for name in args.datasets:
