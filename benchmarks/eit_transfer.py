@@ -40,7 +40,7 @@ trials make an epoch one step) and ``--budget-s`` seconds.
     .venv/bin/python benchmarks/eit_transfer.py --datasets chewie mihi chewie_to_mihi mihi_to_chewie sim_reach
 
 Writes benchmarks/results/eit_transfer_<dataset>.json and .md per dataset and prints the table,
-with Welch's t-test p-values of transfer against the other two (``--tables`` rewrites the tables
+with Welch's t-test p-values of transfer against each other method (``--tables`` rewrites the tables
 from the saved JSON).
 """
 
@@ -64,6 +64,7 @@ from transfer import heldout_session, labelled_seconds
 import spikeinterface_poyo as sip
 from spikeinterface_poyo.io.nwb_read import read_nwb_trials
 from spikeinterface_poyo.simulation import simulate_corpus
+from spikeinterface_poyo.training.config import TrainingConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).parent / "results"
@@ -222,8 +223,8 @@ def run_dataset(name: str, args) -> dict:
     earlier = RESULTS / f"eit_transfer_{name}.json"
     if earlier.exists():  # cells of an earlier run with the same settings are kept
         on_disk = json.loads(earlier.read_text())
-        same = all(on_disk["settings"].get(k) == result["settings"][k] for k in ("architecture", "budget_s", "seeds"))
-        if same and on_disk["settings"].get("max_epochs") == result["settings"]["max_epochs"]:
+        keys = ("architecture", "budget_s", "seeds", "max_epochs")
+        if all(on_disk["settings"].get(k) == result["settings"][k] for k in keys):
             result["amounts"] = on_disk["amounts"]
             result.update({k: on_disk[k] for k in ("source", "poyo_source") if k in on_disk})
 
@@ -293,8 +294,10 @@ def markdown(result: dict) -> str:
         f"Architecture {s['architecture']}, at most {s['max_epochs']} epochs and {s['budget_s']:g} s a run."
     )
     if "poyo_source" in result:
+        defaults = TrainingConfig()
         head += (f" POYO: preset {result['poyo_source']['preset']}, causal, trained on the source's samples, then "
-                 "unit identification at its defaults (at most 60 epochs, patience 15), same budget.")  # fmt: skip
+                 f"unit identification at its defaults (at most {defaults.max_epochs} epochs, patience "
+                 f"{defaults.patience}), same budget.")  # fmt: skip
     return head + "\n\n" + "\n".join(lines) + "\n"
 
 
@@ -332,8 +335,9 @@ def main(argv=None):
         for name in args.datasets:
             path = RESULTS / f"eit_transfer_{name}.json"
             if path.exists():
-                write(json.loads(path.read_text()))
-                print(markdown(json.loads(path.read_text())))
+                result = json.loads(path.read_text())
+                write(result)
+                print(markdown(result))
         return
     torch.set_num_threads(args.threads)
     base = dict(args.architecture)
