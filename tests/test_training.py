@@ -111,23 +111,33 @@ def test_real_m1_velocity_tiny_preset_quickly():
     assert sip.r2_score(test, decoded)["mean"] > 0.2
 
 
+class _FakeClock:
+    """A stand-in for the ``time`` module whose clock moves only when told, so budget tests do not
+    depend on how fast the machine runs."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
 class _SlowTask:
-    """A one-parameter regression whose every step takes ``seconds``; records the learning rate."""
+    """A one-parameter regression whose every step takes ``seconds`` of ``clock``'s time; records the
+    learning rate."""
 
     score_name = "score"
 
-    def __init__(self, steps_per_epoch: int, seconds: float):
+    def __init__(self, steps_per_epoch: int, seconds: float, clock: _FakeClock):
         self.model = torch.nn.Linear(1, 1)
-        self.steps_per_epoch, self.seconds, self.lrs = steps_per_epoch, seconds, []
+        self.steps_per_epoch, self.seconds, self.clock, self.lrs = steps_per_epoch, seconds, clock, []
         self.trainer = None
 
     def start_epoch(self, rng):
         pass
 
     def loss(self, net, rng, step_in_epoch):
-        import time
-
-        time.sleep(self.seconds)
+        self.clock.now += self.seconds
         self.lrs.append(self.trainer.optimizer.param_groups[0]["lr"])
         x = torch.ones(4, 1)
         return ((net(x) - 1.0) ** 2).mean()
@@ -145,14 +155,17 @@ class _SlowTask:
         pass
 
 
-def test_a_short_budget_refits_the_schedule_within_the_first_epoch():
+def test_a_short_budget_refits_the_schedule_within_the_first_epoch(monkeypatch):
     """With 100 epochs of 50 steps planned but a budget of about 4 epochs, the warm-up must not span
     the planned 500 steps: the schedule is re-fitted 20 steps in, so the first epoch reaches the peak
     learning rate and the run anneals to (near) zero by its end."""
+    from spikeinterface_poyo.training import trainer as trainer_module
     from spikeinterface_poyo.training.config import TrainingConfig
     from spikeinterface_poyo.training.trainer import EARLY_REFIT_STEPS, Trainer
 
-    task = _SlowTask(steps_per_epoch=50, seconds=0.01)
+    clock = _FakeClock()
+    monkeypatch.setattr(trainer_module, "time", clock)
+    task = _SlowTask(steps_per_epoch=50, seconds=0.01, clock=clock)
     config = TrainingConfig(max_epochs=100, max_time_s=2.0, lr=1e-2, progress_bar=False, patience=1000)
     trainer = Trainer(task, config)
     task.trainer = trainer
