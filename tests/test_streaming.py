@@ -79,6 +79,29 @@ def test_streaming_equals_offline_causal_decoding_on_a_real_session_in_random_ch
     assert again.normalized_latency > 0 and again.neural_time_s == pytest.approx(6.0)
 
 
+def test_one_hop_pushes_take_the_one_window_path_and_equal_offline(m1):
+    """Pushing one hop at a time (the closed-loop case) runs CausalWindowStep, which keeps the edge
+    tokens' attention and merges the spikes' into it: with the small preset's heads and blocks it
+    matches offline causal decoding to 1e-5, windows without any spike included."""
+    sorting, _ = m1
+    tokens = sorting_to_tokens(sorting, "session")[0]
+    start = tokens.start_time
+    quiet = (tokens.times < start + 1.5) | (tokens.times >= start + 2.8)  # 1.3 s with no spike
+    tokens = SpikeTokens(tokens.times[quiet], tokens.unit_index[quiet], tokens.unit_ids, "session", start, start + 4.0)
+    torch.manual_seed(0)
+    model = POYO.from_preset("small", dim_out=2, context="causal", emb_init_scale=1.0).eval()  # outputs that vary
+    model.unit_emb.extend_vocab(tokens.unit_ids)
+    model.session_emb.extend_vocab(["session"])
+    stream = sip.StreamingDecoder(model, hop=0.02, start_time=start)
+    calls, step = [], stream._step
+    stream._step = lambda *args: calls.append(len(args[0])) or step(*args)
+    times, values = replay(stream, tokens, start + 0.02 * np.arange(201), sorting.unit_ids)
+    assert len(calls) == len(times) - 49 and 0 in calls  # every ready hop, silent windows among them
+    offline = model.predict_segment(tokens, times, "session")
+    np.testing.assert_allclose(values, offline, atol=1e-5, rtol=0)
+    assert np.nanstd(values) > 1e-3
+
+
 def test_streaming_is_causal_even_when_a_chunk_reaches_past_the_prediction(m1):
     sorting, model = m1
     tokens = sorting_to_tokens(sorting, "session")[0]

@@ -165,6 +165,24 @@ def rotary_attention(
     return out.transpose(1, 2).flatten(-2)
 
 
+def attention_with_lse(q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """softmax(q k^T / sqrt(Dh)) v and the log-sum-exp of each query's scores, which lets the
+    attention over two sets of keys be assembled from each set's (:func:`merge_attention`).
+    (B, H, Nq, Dh) queries, (B, H, Nk, Dh) keys and values; returns (B, H, Nq, Dh), (B, H, Nq)."""
+    if q.device.type == "cpu":  # the flash kernel behind scaled_dot_product_attention, which has it
+        return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)
+    scores = (q @ k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)
+    lse = scores.logsumexp(dim=-1)
+    return scores.sub_(lse[..., None]).exp_() @ v, lse
+
+
+def merge_attention(out_a: Tensor, lse_a: Tensor, out_b: Tensor, lse_b: Tensor) -> Tensor:
+    """The attention over the union of two key sets, from each set's output and log-sum-exp
+    (:func:`attention_with_lse`); shapes as there."""
+    lse = torch.logaddexp(lse_a, lse_b)
+    return out_a * (lse_a - lse).exp_()[..., None] + out_b * (lse_b - lse).exp_()[..., None]
+
+
 class RotaryCrossAttention(nn.Module):
     """Pre-norm cross-attention from queries onto a context, with rotary time.
 

@@ -324,6 +324,11 @@ class POYO(BehaviorDecoder, nn.Module):
         """The latents after the encoder (cross-attention onto the context, then its feed-forward),
         ``latent_map`` when given, and the self-attention blocks."""
         latents = latents + self.enc_atn(latents, context, latent_rotary, context_rotary, context_mask, context_index)
+        return self._process(latents, latent_rotary, latent_map)
+
+    def _process(self, latents, latent_rotary, latent_map=None) -> Tensor:
+        """What follows the encoder's cross-attention: its feed-forward, ``latent_map`` when
+        given, and the self-attention blocks; (B, L, D) in and out."""
         latents = latents + self.enc_ffn(latents)
         if latent_map is not None:
             latents = latent_map(latents)
@@ -438,16 +443,25 @@ class POYO(BehaviorDecoder, nn.Module):
     def predict_segment(
         self, tokens, timestamps, session_id, *, batch_size=16, n_jobs=None, progress_bar=False, context=None
     ):
+        self.check_readout_trained()
+        standardised = predict_tokens(
+            self, tokens, timestamps, session_id, batch_size=batch_size, progress_bar=progress_bar, n_jobs=n_jobs,
+            context=context,
+        )  # fmt: skip
+        return self.in_behavior_units(standardised, session_id)
+
+    def check_readout_trained(self) -> None:
+        """Refuse to decode with a behaviour readout that was never trained."""
         if "readout" in self.meta.get("training", {}).get("untrained", []):
             raise ValueError(
                 "This model was pretrained without behaviour (objective='masked'): its behaviour readout is "
                 "untrained. Adapt it to labelled behaviour first, for example sip.finetune(model, sorting, "
                 "behavior, session_id='new', unlabelled='all')."
             )
-        standardised = predict_tokens(
-            self, tokens, timestamps, session_id, batch_size=batch_size, progress_bar=progress_bar, n_jobs=n_jobs,
-            context=context,
-        )  # fmt: skip
+
+    def in_behavior_units(self, standardised: np.ndarray, session_id: str) -> np.ndarray:
+        """(..., dim_out) standardised predictions in the behaviour's units, by the session's
+        training statistics (unchanged for a session trained without them)."""
         stats = self.meta.get("normalization", {}).get(session_id)
         if stats is None:
             return standardised

@@ -1,11 +1,14 @@
 """Closed-loop decoding with a causal POYO model: spikes pushed as they arrive, and one prediction
 every ``hop`` seconds from the window of spikes before it.
 
-:class:`StreamingDecoder` keeps the spikes of the last window only and decodes each due time
-with :meth:`POYO.predict_segment` in causal context: the same tokens, the same query time and the
-same code as offline causal decoding (:func:`~spikeinterface_poyo.decode_behavior`), so the two
-agree to float rounding. :class:`FalconDecoder` gives it the decoder interface of the FALCON
-benchmark (``reset``, ``predict`` on one bin of counts, ``on_done``) without importing FALCON.
+:class:`StreamingDecoder` keeps the spikes of the last window only. A push that makes one time
+due (the closed-loop case) decodes it with :class:`~.causal_step.CausalWindowStep`, which
+computes once what every causal window shares; a push that makes several due decodes them in
+batches with :meth:`POYO.predict_segment` in causal context. Either way the window, its tokens
+and its query time are those of offline causal decoding
+(:func:`~spikeinterface_poyo.decode_behavior`), so the two agree to float rounding.
+:class:`FalconDecoder` gives it the decoder interface of the FALCON benchmark (``reset``,
+``predict`` on one bin of counts, ``on_done``) without importing FALCON.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ...core.spikes import SpikeTokens, as_sorting, namespaced_unit_ids, segment_spikes
-from ...core.windows import TIME_TOLERANCE, check_hop
+from ...core.windows import TIME_TOLERANCE, check_hop, has_full_context
+from .causal_step import CausalWindowStep
 
 
 class InsufficientContextWarning(UserWarning):
@@ -128,7 +132,10 @@ class StreamingDecoder:
 
     # ---- state ---------------------------------------------------------------------------------
     def reset(self, start_time: float | None = None) -> None:
-        """Forget every spike (a new block or session); the next prediction needs a full window again."""
+        """Forget every spike (a new block or session); the next prediction needs a full window again.
+
+        Also re-reads the model's weights, should they have changed since the stream was made."""
+        self._step = CausalWindowStep(self.model, self.session_id, self.unit_ids)
         self.start_time = None if start_time is None else float(start_time)
         self._history_start = self.start_time  # data are contiguous from here (moved by a gap)
         self._covered = self.start_time  # every spike before this time has been pushed
@@ -272,6 +279,26 @@ class StreamingDecoder:
         dims = self.model.readout.out_features
         if len(due) == 0:
             return StreamPredictions(due, np.zeros((0, dims)))
+        if len(due) == 1 and not self.model.training:  # the real-time case: one window, its own path
+            values = self._predict_one(float(due[0]))[None]
+        else:
+            values = self._predict_batch(due)
+        self._next += len(due)
+        # spikes older than the next window's start can never be read again (a hop kept as slack)
+        keep = self._times >= self.start_time + self._next * self.hop - self.window - self.hop
+        self._times, self._units = self._times[keep], self._units[keep]
+        return StreamPredictions(due, np.asarray(values, dtype=np.float64))
+
+    def _predict_one(self, t: float) -> np.ndarray:
+        """(D,) the prediction at ``t`` through :class:`CausalWindowStep`: NaN without a full window."""
+        if not has_full_context(t, self._history_start, self._covered, self.window):
+            return np.full(self.model.readout.out_features, np.nan)
+        start = t - self.window
+        lo, hi = np.searchsorted(self._times, [start, start + self.window], side="left")  # offline's window
+        return self._step(self._times[lo:hi], self._units[lo:hi], t)
+
+    def _predict_batch(self, due: np.ndarray) -> np.ndarray:
+        """(K, D) predictions at several due times, in batches of windows as offline decoding runs."""
         tokens = SpikeTokens(
             times=self._times,
             unit_index=self._units,
@@ -280,14 +307,9 @@ class StreamingDecoder:
             start_time=self._history_start,
             end_time=self._covered,
         )
-        values = self.model.predict_segment(
+        return self.model.predict_segment(
             tokens, due, self.session_id, batch_size=self.batch_size, n_jobs=1, context="causal"
         )
-        self._next += len(due)
-        # spikes older than the next window's start can never be read again (a hop kept as slack)
-        keep = self._times >= self.start_time + self._next * self.hop - self.window - self.hop
-        self._times, self._units = self._times[keep], self._units[keep]
-        return StreamPredictions(due, np.asarray(values, dtype=np.float64))
 
 
 class FalconDecoder:
