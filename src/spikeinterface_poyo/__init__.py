@@ -102,6 +102,11 @@ _PUBLIC = {
     "simulate_corpus": ".simulation",
     "simulate_recording": ".simulation",
     "simulate_regions": ".simulation",
+    "SimSortSorter": ".sorting.simsort",
+    "simulate_tetrode": ".sorting.simsort",
+    "train_simsort_models": ".sorting.simsort",
+    "save_simsort": ".sorting.simsort",
+    "load_simsort": ".sorting.simsort",
 }
 
 __all__ = sorted(_PUBLIC)

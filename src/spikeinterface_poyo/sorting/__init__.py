@@ -1,1 +1,1 @@
-"""Reserved for spike sorting learned from simulation: SimSort (issue 20)."""
+"""Spike sorting learned from simulation: SimSort (:mod:`.simsort`)."""

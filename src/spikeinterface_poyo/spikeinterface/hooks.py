@@ -5,7 +5,9 @@ SpikeInterface (or any model code) then:
   :func:`spikeinterface_poyo.decode_behavior` (never replacing a name SpikeInterface defines);
 - ``"poyo_decoding"`` and ``"mtm_rates"`` join SpikeInterface's table of known analyzer
   extensions, so that ``analyzer.compute("poyo_decoding", ...)`` and ``load_sorting_analyzer`` import the extension
-  module on demand.
+  module on demand;
+- the ``"simsort"`` sorter joins SpikeInterface's sorter list and dict (it has no plugin entry
+  point), so ``run_sorter``, ``get_default_sorter_params`` and ``read_sorter_folder`` find it.
 
 Each hook runs now if its module is already imported, else right after the module's own code
 runs, through a finder on ``sys.meta_path`` that wraps that one module's loader.
@@ -18,6 +20,7 @@ import sys
 
 EXTENSION_MODULE = "spikeinterface_poyo.spikeinterface.extension"
 RATES_EXTENSION_MODULE = "spikeinterface_poyo.spikeinterface.rates_extension"
+SORTER_MODULE = "spikeinterface_poyo.sorting.simsort.sorter"
 
 
 def decode_behavior(*args, **kwargs):
@@ -38,10 +41,20 @@ def _add_extension(module) -> None:
     module._builtin_extensions.setdefault("mtm_rates", RATES_EXTENSION_MODULE)
 
 
+def _add_sorter(module) -> None:
+    sorter = sys.modules.get(SORTER_MODULE)
+    if sorter is not None and not hasattr(sorter, "register"):
+        return  # that module is what imports SpikeInterface's sorters now; it registers itself when defined
+    from ..sorting.simsort.sorter import register
+
+    register(module)
+
+
 HOOKS = {
     "spikeinterface": _add_decode_behavior,
     "spikeinterface.full": _add_decode_behavior,
     "spikeinterface.core.sortinganalyzer": _add_extension,
+    "spikeinterface.sorters.sorterlist": _add_sorter,
 }
 
 
