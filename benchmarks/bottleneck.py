@@ -9,12 +9,13 @@ bottleneck, the same budget; the identity bottleneck k = N, W = I) and the behav
 autoregressive reference (never used to normalise). See ``docs/bottleneck.md``.
 
 Datasets: M1 hand velocity (``m1_center_out.nwb``), hippocampus position on the linear track
-(``linear_track.nwb``, epochs tagged 'run'), and two simulations of known dimensionality: every unit
-cosine-tuned to a 2-D velocity (``simulated_2d``: two population directions), the same with a
-slow population gain (``simulated_2d_gain``: two directions and the gain), and with two slow
-internal-state latents unrelated to the behaviour on top, which carry more variance than it
-(``simulated_2d_gain_state``). ``--pca mlp ...`` adds these decoders' curves through an unsupervised
-PCA bottleneck (W fixed to the first k principal axes of the training inputs).
+(``linear_track.nwb``) and in the W maze (``w_maze.nwb``; both epochs tagged 'run'), and two
+simulations of known dimensionality: every unit cosine-tuned to a 2-D velocity (``simulated_2d``:
+two population directions), the same with a slow population gain (``simulated_2d_gain``: two
+directions and the gain), and with two slow internal-state latents unrelated to the behaviour on
+top, which carry more variance than it (``simulated_2d_gain_state``). ``--pca mlp ...`` adds these
+decoders' curves through an unsupervised PCA bottleneck (W fixed to the first k principal axes of
+the training inputs).
 
 Reported per row: k_50, k_90 and k_95 (the smallest k reaching 50 % / 90 % / 95 % of the way from the noise
 baseline to the unbottlenecked ceiling, interpolated in log k) with 95 % bootstrap intervals over
@@ -71,7 +72,7 @@ SIMULATED = {
         state_noise=0.7,
     ),
 }
-DATASETS = ["m1_velocity", "linear_track_position", *SIMULATED]
+DATASETS = ["m1_velocity", "linear_track_position", "w_maze_position", *SIMULATED]
 #: the decoders, as in benchmarks/decoding.py (causal, 50 ms bins), and POYO on the same bins
 DECODERS = {"wiener": WienerFilter, "mlp": MLPDecoder, "gru": GRUDecoder, "poyo": BinnedPOYO}
 #: the decoders run when --decoders is not given
