@@ -18,7 +18,8 @@ Measures, on the CPU (and on CUDA too when it is there):
   ``t``), over ``--stream-duration`` seconds (an hour by default) at hops of 20 and 50 ms:
   median, 99th percentile and maximum of the time each ``push`` takes, and FALCON's
   ``normalized_latency`` (compute time over neural time). The steps of the first window, which
-  only wait for context, are left out of the percentiles.
+  only wait for context, are left out of the percentiles. Beside them, the work of one step
+  (GFLOP) and this machine's matrix-product rate, whose ratio is a floor no code reaches.
 
 Step times, latencies and peak memory are measured by ``_speed_worker.py``, one fresh
 process per measurement (see its docstring for how peak memory is taken); torch_brain's
@@ -262,6 +263,36 @@ def bench_decode_hour(preset: str, tokens, device: str, n_jobs: int) -> dict:
     }
 
 
+def step_gflop(stream, tokens) -> float:
+    """GFLOP of one streaming step (a full window's prediction), counted by torch's
+    ``FlopCounterMode``: matrix products as it counts them, attention as 4 B H Nq Nk Dh (the
+    CPU flash kernel, which it does not count)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def attention(q, k, v, *args, **kwargs):
+        return 4 * q[0] * q[1] * q[2] * k[2] * q[3]
+
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: attention}
+    t = tokens.start_time + 2 * stream.window
+    lo, hi = np.searchsorted(tokens.times, [t - stream.window, t])
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        stream._step(tokens.times[lo:hi], tokens.unit_index[lo:hi], t)
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """This machine's float32 matrix-product rate on torch's threads (best of ``repeats``
+    products of two ``size`` x ``size`` matrices): what a step's GFLOP are divided by for the
+    time no code could go below."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    best = np.inf
+    for _ in range(repeats + 3):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
+
+
 def bench_streaming(preset: str, tokens, hop: float, device: str, duration: float) -> dict:
     """Replay ``duration`` seconds of ``tokens`` into a :class:`StreamingDecoder` of an (untrained)
     causal model of ``preset``, one hop per push, and time every push."""
@@ -298,6 +329,7 @@ def bench_streaming(preset: str, tokens, hop: float, device: str, duration: floa
         "mean_spikes_per_window": float(len(tokens.times) / (tokens.end_time - start) * stream.window),
         "normalized_latency": stream.normalized_latency,
         "buffered_spikes_at_end": stream.buffered_spikes,
+        "gflop_per_step": step_gflop(stream, tokens) if device == "cpu" else None,
     }
 
 
@@ -384,14 +416,22 @@ def markdown(result: dict) -> str:
             f"of the sorting, {first['mean_spikes_per_window']:.0f} spikes per {first['window_s']:g} s window; "
             "latency of each push, first window left out):",
             "",
-            "| preset | device | torch threads | hop | steps | median | p99 | max | normalized_latency |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| preset | device | torch threads | hop | steps | median | p99 | max | normalized_latency "
+            "| GFLOP per step | floor at the matmul rate |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+    rate = result.get("settings", {}).get("streaming", {}).get("matmul_gflops")
     for r in result.get("streaming", []):
+        work = r.get("gflop_per_step")
+        floor = "-" if work is None or rate is None else f"{work / rate * 1e3:.1f} ms"
         lines.append(
             f"| {r['preset']} | {r['device']} | {r['torch_threads']} | {r['hop_s'] * 1e3:.0f} ms | {r['steps']} | "
-            f"{r['median_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['max_ms']:.1f} ms | {r['normalized_latency']:.3f} |"
+            f"{r['median_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['max_ms']:.1f} ms | {r['normalized_latency']:.3f} "
+            f"| {fmt(work, '.3f')} | {floor} |"
         )
+    if rate is not None and result.get("streaming"):
+        lines += ["", f"Matrix-product rate of this machine (float32, 1024², {first['torch_threads']} threads): "
+                  f"{rate:.0f} GFLOP/s; the floor is a step's work at that rate."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -456,7 +496,8 @@ def main():
         "/proc is missing (see _speed_worker.py for why not ru_maxrss); CUDA: torch.cuda.max_memory_allocated",
     }
     if "streaming" in args.parts:
-        settings["streaming"] = {"duration_s": args.stream_duration, "hops_s": args.stream_hops, "chunk": "one hop"}
+        settings["streaming"] = {"duration_s": args.stream_duration, "hops_s": args.stream_hops, "chunk": "one hop",
+                                 "matmul_gflops": matmul_gflops()}  # fmt: skip
     result.update(
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         commit=git_commit(),
