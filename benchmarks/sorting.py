@@ -12,6 +12,7 @@ Writes benchmarks/results/sorting.json and sorting.md.
 
     .venv/bin/pip install hdbscan          # simple, spykingcircus2 and tridesclous2 need it
     .venv/bin/python benchmarks/sorting.py [--noise-levels 5 10 15] [--seeds 0 1 2] [--threads 1]
+    .venv/bin/python benchmarks/sorting.py --tables      # the markdown again, from the JSON
 """
 
 from __future__ import annotations
@@ -104,22 +105,39 @@ def fmt(pair, spec=".3f") -> str:
     return format(mean, spec) + ("" if std is None else f" ± {format(std, spec)}")
 
 
+def welch_p(result: dict, noise: float, sorter: str, against: str = "simsort", key: str = "accuracy"):
+    """Two-sided Welch p-value of ``sorter`` against ``against`` on ``key`` over seeds (None
+    with fewer than two runs of either)."""
+    from scipy.stats import ttest_ind
+
+    def values(name):
+        return [r[key] for r in result["runs"] if r["noise"] == noise and r["sorter"] == name and "error" not in r]
+
+    a, b = values(sorter), values(against)
+    if sorter == against or len(a) < 2 or len(b) < 2:
+        return None
+    return float(ttest_ind(a, b, equal_var=False).pvalue)
+
+
 def markdown(result: dict) -> str:
     s = result["settings"]
     lines = [
         f"Held-out simulated tetrodes ({s['num_units']} units, {s['duration']:g} s, seeds {s['seeds']} + "
         f"{SEED_BASE}), every sorter at its defaults; mean ± sample std over seeds. Well-detected: accuracy >= "
-        f"0.8. Commit {result['commit']}; {result['machine']['processor']}, {s['threads']} torch thread(s).",
+        f"0.8. Commit {result['commit']}; {result['machine']['processor']}, {s['threads']} torch thread(s). "
+        "p: Welch's test of the sorter's accuracy against SimSort's over seeds.",
         "",
-        "| noise | sorter | runs | accuracy | recall | precision | well-detected | false positive | redundant "
-        "| overmerged | seconds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| noise | sorter | runs | accuracy | p vs simsort | recall | precision | well-detected | false positive "
+        "| redundant | overmerged | seconds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in result["summary"]:
         runs = f"{e['runs']} ({e['failed']} failed)" if e["failed"] else str(e["runs"])
+        p = welch_p(result, e["noise"], e["sorter"])
+        shown_p = "-" if p is None else f"{p:.2g}"
         lines.append(
-            f"| {e['noise']:g} | {e['sorter']} | {runs} "
-            f"| {fmt(e['accuracy'])} | {fmt(e['recall'])} | {fmt(e['precision'])} | {fmt(e['well_detected'], '.1f')} "
+            f"| {e['noise']:g} | {e['sorter']} | {runs} | {fmt(e['accuracy'])} | {shown_p} "
+            f"| {fmt(e['recall'])} | {fmt(e['precision'])} | {fmt(e['well_detected'], '.1f')} "
             f"| {fmt(e['false_positive'], '.1f')} | {fmt(e['redundant'], '.1f')} | {fmt(e['overmerged'], '.1f')} "
             f"| {fmt(e['seconds'], '.0f')} |"
         )
@@ -136,7 +154,13 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--stem", default="sorting")
+    parser.add_argument("--tables", action="store_true", help="only re-write the markdown from the saved JSON")
     args = parser.parse_args()
+    if args.tables:
+        result = json.loads((args.out / f"{args.stem}.json").read_text())
+        (args.out / f"{args.stem}.md").write_text(markdown(result))
+        print(markdown(result))
+        return
     torch.set_num_threads(args.threads)
     import spikeinterface_poyo  # noqa: F401  (registers simsort)
 
